@@ -1,0 +1,327 @@
+//! Baseline files: `baselines/<device-key>.json`, one per device, schema-versioned, human-diffable.
+//!
+//! A baseline keeps each independent run's raw samples, so a later gpugate can re-test them with
+//! different statistics. Files are validated on load; every error names the file and the field.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::device::Fingerprint;
+use crate::error::{Error, Result};
+use crate::runner::RunResult;
+use crate::sampler::{StopReason, TimingMethod};
+use crate::stats::{self, Summary};
+use crate::workload::{instance_key, Params, Unit, Work};
+
+pub const SCHEMA_VERSION: u32 = 1;
+/// Run-to-run noise cannot be estimated from fewer runs.
+pub const MIN_RUNS: usize = 2;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Baseline {
+    pub schema_version: u32,
+    pub device_key: String,
+    pub fingerprint: Fingerprint,
+    pub gpugate_version: String,
+    pub recorded_at: DateTime<Utc>,
+    /// Practical threshold in percent for every kernel of this file, unless a kernel sets its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold_pct: Option<f64>,
+    /// Why the thresholds are what they are (e.g. measured CI noise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    pub kernels: Vec<BaselineKernel>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaselineKernel {
+    pub key: String,
+    pub kernel: String,
+    pub params: Params,
+    pub unit: Unit,
+    pub work: Work,
+    pub timing: TimingMethod,
+    /// Iterations per sample; a check measures with the same batch.
+    pub batch: u32,
+    pub slots: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold_pct: Option<f64>,
+    /// Median of the run medians, and their relative spread: for readers; checks recompute.
+    pub median_s: f64,
+    pub between_run_rel_sd: f64,
+    pub runs: Vec<BaselineRun>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaselineRun {
+    pub recorded_at: DateTime<Utc>,
+    pub stop: StopReason,
+    pub summary: Summary,
+    pub samples_s: Vec<f64>,
+}
+
+impl BaselineKernel {
+    pub fn summaries(&self) -> impl Iterator<Item = &Summary> {
+        self.runs.iter().map(|r| &r.summary)
+    }
+}
+
+/// Build a baseline from independent runs of the same plan on this device.
+pub fn from_runs(runs: &[RunResult]) -> Result<Baseline> {
+    let first = runs
+        .first()
+        .ok_or_else(|| Error::Usage("no runs to record".into()))?;
+    if runs.len() < MIN_RUNS {
+        return Err(Error::Usage(format!(
+            "a baseline needs at least {MIN_RUNS} independent runs to know its run-to-run noise"
+        )));
+    }
+    let mut kernels = Vec::new();
+    for (i, k) in first.kernels.iter().enumerate() {
+        let per_run: Vec<_> = runs.iter().map(|r| &r.kernels[i]).collect();
+        let medians: Vec<f64> = per_run.iter().map(|r| r.summary.median_s).collect();
+        kernels.push(BaselineKernel {
+            key: k.key.clone(),
+            kernel: k.kernel.clone(),
+            params: k.params.clone(),
+            unit: k.unit,
+            work: k.work,
+            timing: k.measurement.timing,
+            batch: k.measurement.batch,
+            slots: k.measurement.slots,
+            threshold_pct: None,
+            median_s: stats::median(&medians),
+            between_run_rel_sd: stats::log_sd(&medians).unwrap_or(0.0),
+            runs: runs
+                .iter()
+                .zip(&per_run)
+                .map(|(run, kr)| BaselineRun {
+                    recorded_at: run.finished_at,
+                    stop: kr.measurement.stop,
+                    summary: kr.summary.clone(),
+                    samples_s: kr.measurement.samples_s.clone(),
+                })
+                .collect(),
+        });
+    }
+    Ok(Baseline {
+        schema_version: SCHEMA_VERSION,
+        device_key: first.device_key.clone(),
+        fingerprint: first.fingerprint.clone(),
+        gpugate_version: first.gpugate_version.clone(),
+        recorded_at: Utc::now(),
+        threshold_pct: None,
+        note: None,
+        kernels,
+    })
+}
+
+/// Merge a fresh recording into an existing file for the same device: re-recorded kernels are
+/// replaced, others kept; hand-set thresholds and the note survive.
+pub fn merge(old: Baseline, mut new: Baseline) -> Baseline {
+    let old_thresholds: BTreeMap<_, _> = old
+        .kernels
+        .iter()
+        .map(|k| (k.key.clone(), k.threshold_pct))
+        .collect();
+    for k in &mut new.kernels {
+        k.threshold_pct = old_thresholds.get(&k.key).copied().flatten();
+    }
+    let mut kept: Vec<_> = old
+        .kernels
+        .into_iter()
+        .filter(|o| !new.kernels.iter().any(|n| n.key == o.key))
+        .collect();
+    kept.append(&mut new.kernels);
+    new.kernels = kept;
+    new.threshold_pct = old.threshold_pct;
+    new.note = old.note;
+    new
+}
+
+/// Where the baseline for `device_key` lives: `DIR/<key>.json`, or the file given.
+pub fn locate(path: &Path, device_key: &str) -> Result<PathBuf> {
+    if path.is_dir() {
+        let file = path.join(format!("{device_key}.json"));
+        if file.is_file() {
+            return Ok(file);
+        }
+        let have = std::fs::read_dir(path)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter_map(|e| {
+                        e.file_name()
+                            .to_str()?
+                            .strip_suffix(".json")
+                            .map(String::from)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        return Err(Error::NoBaseline {
+            key: device_key.to_string(),
+            searched: path.to_path_buf(),
+            have: if have.is_empty() {
+                "none".into()
+            } else {
+                have.join(", ")
+            },
+        });
+    }
+    if path.is_file() {
+        return Ok(path.to_path_buf());
+    }
+    Err(Error::Usage(format!(
+        "--baselines {}: no such file or directory",
+        path.display()
+    )))
+}
+
+/// Read and validate a baseline file.
+pub fn load(path: &Path) -> Result<Baseline> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    // Check the schema version first, so an old or future file says so instead of failing on
+    // whichever field changed.
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::baseline(path, "(document)", format!("not valid JSON: {e}")))?;
+    match value.get("schema_version").and_then(|v| v.as_u64()) {
+        Some(v) if v == u64::from(SCHEMA_VERSION) => {}
+        Some(v) => {
+            return Err(Error::baseline(
+                path,
+                "schema_version",
+                format!(
+                    "is {v}; this gpugate reads version {SCHEMA_VERSION}: re-record the baseline"
+                ),
+            ))
+        }
+        None => {
+            return Err(Error::baseline(
+                path,
+                "schema_version",
+                "missing or not an integer",
+            ))
+        }
+    }
+    let baseline: Baseline = serde_path_to_error::deserialize(value).map_err(|e| {
+        let field = e.path().to_string();
+        Error::baseline(path, field, e.into_inner().to_string())
+    })?;
+    validate(&baseline).map_err(|(field, reason)| Error::baseline(path, field, reason))?;
+    Ok(baseline)
+}
+
+fn positive(field: String, v: f64) -> Result<(), (String, String)> {
+    if v.is_finite() && v > 0.0 {
+        Ok(())
+    } else {
+        Err((
+            field,
+            format!("must be a positive, finite time in seconds, found {v}"),
+        ))
+    }
+}
+
+fn check_threshold(field: String, pct: Option<f64>) -> Result<(), (String, String)> {
+    match pct {
+        Some(p) if !(p.is_finite() && p > 0.0 && p < 1000.0) => Err((
+            field,
+            format!("must be a percentage in (0, 1000), found {p}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Semantic checks serde cannot do: positive finite times, enough runs, consistent keys.
+fn validate(b: &Baseline) -> Result<(), (String, String)> {
+    if b.device_key != b.fingerprint.device_key() {
+        return Err((
+            "device_key".into(),
+            format!(
+                "{:?} does not match its fingerprint, which gives {:?}",
+                b.device_key,
+                b.fingerprint.device_key()
+            ),
+        ));
+    }
+    check_threshold("threshold_pct".into(), b.threshold_pct)?;
+    if b.kernels.is_empty() {
+        return Err(("kernels".into(), "is empty".into()));
+    }
+    for (i, k) in b.kernels.iter().enumerate() {
+        let at = |field: &str| format!("kernels[{i}].{field}");
+        let want_key = instance_key(&k.kernel, &k.params);
+        if k.key != want_key {
+            return Err((
+                at("key"),
+                format!(
+                    "{:?} should be {want_key:?} for its kernel and params",
+                    k.key
+                ),
+            ));
+        }
+        if b.kernels[..i].iter().any(|o| o.key == k.key) {
+            return Err((at("key"), format!("{:?} appears twice", k.key)));
+        }
+        check_threshold(at("threshold_pct"), k.threshold_pct)?;
+        positive(at("median_s"), k.median_s)?;
+        if k.batch == 0 || k.slots == 0 {
+            return Err((at("batch"), "batch and slots must be at least 1".into()));
+        }
+        if k.runs.len() < MIN_RUNS {
+            return Err((
+                at("runs"),
+                format!(
+                    "has {} run(s); at least {MIN_RUNS} are needed to know run-to-run noise",
+                    k.runs.len()
+                ),
+            ));
+        }
+        for (j, run) in k.runs.iter().enumerate() {
+            let s = &run.summary;
+            let at = |field: &str| format!("kernels[{i}].runs[{j}].{field}");
+            positive(at("summary.median_s"), s.median_s)?;
+            positive(at("summary.ci_low_s"), s.ci_low_s)?;
+            positive(at("summary.ci_high_s"), s.ci_high_s)?;
+            if s.ci_low_s > s.median_s || s.ci_high_s < s.median_s {
+                return Err((
+                    at("summary"),
+                    "the median lies outside its confidence interval".into(),
+                ));
+            }
+            if run.samples_s.is_empty() {
+                return Err((at("samples_s"), "is empty".into()));
+            }
+            for (n, &v) in run.samples_s.iter().enumerate() {
+                positive(at(&format!("samples_s[{n}]")), v)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Write atomically (temporary file + rename), so a crash never leaves half a baseline.
+pub fn save(path: &Path, baseline: &Baseline) -> Result<()> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let mut text = serde_json::to_string_pretty(baseline).expect("a baseline serialises");
+    text.push('\n');
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, text).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}

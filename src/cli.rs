@@ -1,0 +1,645 @@
+//! Command-line interface: argument types and one function per command. Each command returns the
+//! exit code it earned; errors carry their own (see [`crate::error::exit`]).
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::baseline::{self, Baseline};
+use crate::compare::{self, GateOutcome, Policy, RunMedians, Verdict};
+use crate::device::{self, AdapterChoice, Gpu};
+use crate::error::{exit, Error, Result};
+use crate::report::{self, Reporter, Row};
+use crate::runner::{self, Plan, PlanItem, RunResult};
+use crate::sampler::SamplerConfig;
+use crate::workload::{self, suite, suite::Suite};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  pass: every kernel verified, no regression
+  1  a regression, or a kernel computed a wrong result
+  2  usage, configuration or baseline-file error
+  3  cannot validate here: no usable adapter, no baseline for this device, or nothing conclusive";
+
+#[derive(Parser, Debug)]
+#[command(name = "gpugate", version, about = "GPU performance validation: did this node or build get slower?", after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Use the first adapter whose name contains this (case-insensitive).
+    #[arg(long, global = true, env = "WGPU_ADAPTER_NAME")]
+    pub adapter: Option<String>,
+    /// Restrict to these wgpu backends (vulkan, metal, dx12, gl; comma-separated).
+    #[arg(long, global = true, env = "WGPU_BACKEND")]
+    pub backend: Option<String>,
+    /// What to print on stdout.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Adapters (fingerprint, timestamp support, limits) and kernels (suites, parameters).
+    List,
+    /// Measure and verify, no baseline needed.
+    Run(RunArgs),
+    /// Measure in several independent processes and write this device's baseline.
+    Record(RecordArgs),
+    /// The gate: measure, compare with this device's baseline, report, exit code.
+    Check(CheckArgs),
+    /// Internal: one independent run, plan on stdin, result JSON on stdout.
+    #[command(hide = true)]
+    MeasureChild,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct MeasureArgs {
+    /// Only these kernels (repeatable).
+    #[arg(long = "kernel", value_name = "NAME")]
+    pub kernels: Vec<String>,
+    /// Stop sampling a kernel once its median's 95 % CI half-width is within this percentage.
+    #[arg(long, value_name = "PCT")]
+    pub noise_target: Option<f64>,
+    /// Cap on measuring seconds per kernel and run.
+    #[arg(long, value_name = "SECONDS")]
+    pub max_time: Option<f64>,
+    /// Also write the full report (raw samples included) as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Test only: encode KERNEL FACTOR times per iteration — real extra work, counted once.
+    #[arg(long, value_name = "KERNEL=FACTOR", hide = true)]
+    pub test_slowdown: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[arg(long, value_enum, default_value_t = Suite::Quick)]
+    pub suite: Suite,
+    /// Independent runs, each in its own process.
+    #[arg(long, default_value_t = 1)]
+    pub runs: usize,
+    #[command(flatten)]
+    pub measure: MeasureArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RecordArgs {
+    #[arg(long, value_enum, default_value_t = Suite::Quick)]
+    pub suite: Suite,
+    /// Independent runs, each in its own process; their spread is the run-to-run noise.
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// Baseline file to write or update [default: BASELINES/<device-key>.json].
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "GPUGATE_BASELINES",
+        default_value = "baselines"
+    )]
+    pub baselines: PathBuf,
+    #[command(flatten)]
+    pub measure: MeasureArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Directory of baselines (the file for this device is picked by its key), or one file.
+    #[arg(
+        long,
+        value_name = "DIR|FILE",
+        env = "GPUGATE_BASELINES",
+        default_value = "baselines"
+    )]
+    pub baselines: PathBuf,
+    /// Practical threshold in percent for every kernel (overrides the baseline file's).
+    #[arg(long, value_name = "PCT")]
+    pub threshold: Option<f64>,
+    /// Practical threshold for one kernel, e.g. `sgemm=8` (repeatable).
+    #[arg(long, value_name = "KERNEL=PCT")]
+    pub kernel_threshold: Vec<String>,
+    /// Independent runs to measure now, each in its own process.
+    #[arg(long, default_value_t = 1)]
+    pub runs: usize,
+    #[command(flatten)]
+    pub measure: MeasureArgs,
+}
+
+/// Run the parsed command; the exit code it earned, or an error carrying its own.
+pub fn run(cli: Cli) -> Result<u8> {
+    let choice = AdapterChoice {
+        name_contains: cli.adapter.clone(),
+        backend: cli.backend.clone(),
+    };
+    match &cli.command {
+        Command::List => list(&choice, cli.format),
+        Command::Run(args) => run_cmd(&choice, cli.format, args),
+        Command::Record(args) => record(&choice, cli.format, args),
+        Command::Check(args) => check(&choice, cli.format, args),
+        Command::MeasureChild => measure_child(&choice),
+    }
+}
+
+fn list(choice: &AdapterChoice, format: Format) -> Result<u8> {
+    let adapters = device::enumerate(choice)?;
+    let adapters: Vec<serde_json::Value> = adapters
+        .iter()
+        .map(|a| {
+            let info = a.get_info();
+            let fp = device::Fingerprint::from_info(&info);
+            let limits = a.limits();
+            serde_json::json!({
+                "device_key": fp.device_key(),
+                "fingerprint": fp,
+                "timestamp_query": a.features().contains(wgpu::Features::TIMESTAMP_QUERY),
+                "timestamp_query_inside_passes": a.features().contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES),
+                "limits": {
+                    "max_buffer_size": limits.max_buffer_size,
+                    "max_storage_buffer_binding_size": limits.max_storage_buffer_binding_size,
+                    "max_compute_workgroup_storage_size": limits.max_compute_workgroup_storage_size,
+                    "max_compute_invocations_per_workgroup": limits.max_compute_invocations_per_workgroup,
+                    "max_compute_workgroups_per_dimension": limits.max_compute_workgroups_per_dimension,
+                },
+            })
+        })
+        .collect();
+    let suites = |scale| {
+        [Suite::Quick, Suite::Default]
+            .map(|s| {
+                let inst: Vec<String> = suite::instances(s, scale)
+                    .iter()
+                    .map(|(k, p)| workload::instance_key(k.name(), p))
+                    .collect();
+                (format!("{s:?}").to_lowercase(), inst)
+            })
+            .into_iter()
+            .collect::<BTreeMap<_, _>>()
+    };
+    let kernels: Vec<serde_json::Value> = workload::all()
+        .iter()
+        .map(|k| {
+            serde_json::json!({
+                "name": k.name(),
+                "describe": k.describe(),
+                "unit": k.unit().label(),
+                "params": k.param_names(),
+            })
+        })
+        .collect();
+    let doc = serde_json::json!({
+        "adapters": adapters,
+        "kernels": kernels,
+        "suites": { "gpu": suites(suite::Scale::Large), "software": suites(suite::Scale::Small) },
+    });
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&doc).expect("json")),
+        Format::Table => writeln!(out, "adapters (best first):").and_then(|_| {
+            for a in &adapters {
+                writeln!(
+                    out,
+                    "  {}  timestamps={}  max_binding={}  [{}]",
+                    a["fingerprint"]["name"].as_str().unwrap_or("?"),
+                    a["timestamp_query"],
+                    a["limits"]["max_storage_buffer_binding_size"],
+                    a["device_key"].as_str().unwrap_or("?"),
+                )?;
+            }
+            writeln!(out, "kernels:")?;
+            for k in workload::all() {
+                writeln!(
+                    out,
+                    "  {:<14} {:<8} params {:?}  {}",
+                    k.name(),
+                    k.unit().label(),
+                    k.param_names(),
+                    k.describe()
+                )?;
+            }
+            writeln!(out, "suites (gpu | software):")?;
+            for s in [Suite::Quick, Suite::Default] {
+                let keys = |scale| {
+                    suite::instances(s, scale)
+                        .iter()
+                        .map(|(k, p)| workload::instance_key(k.name(), p))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                };
+                writeln!(
+                    out,
+                    "  {s:?}: {} | {}",
+                    keys(suite::Scale::Large),
+                    keys(suite::Scale::Small)
+                )?;
+            }
+            Ok(())
+        }),
+    }
+    .map_err(|e| Error::Usage(format!("writing to stdout: {e}")))?;
+    if adapters.is_empty() {
+        return Err(Error::NoAdapter("wgpu found none".into()));
+    }
+    Ok(exit::PASS)
+}
+
+/// `KERNEL=VALUE` pairs, with an error naming the flag.
+fn parse_pairs(flag: &str, pairs: &[String]) -> Result<BTreeMap<String, f64>> {
+    pairs
+        .iter()
+        .map(|p| {
+            let (k, v) = p
+                .split_once('=')
+                .ok_or_else(|| Error::Usage(format!("{flag} {p:?}: expected KERNEL=NUMBER")))?;
+            workload::find(k)?;
+            let v: f64 = v
+                .parse()
+                .ok()
+                .filter(|v: &f64| v.is_finite() && *v > 0.0)
+                .ok_or_else(|| {
+                    Error::Usage(format!("{flag} {p:?}: {v:?} is not a positive number"))
+                })?;
+            Ok((k.to_string(), v))
+        })
+        .collect()
+}
+
+fn sampler_config(gpu: &Gpu, args: &MeasureArgs) -> Result<SamplerConfig> {
+    let mut cfg = SamplerConfig::for_device(gpu.is_software());
+    if let Some(pct) = args.noise_target {
+        if !(pct > 0.0 && pct < 100.0) {
+            return Err(Error::Usage(format!(
+                "--noise-target {pct}: expected a percentage in (0, 100)"
+            )));
+        }
+        cfg.noise_target = pct / 100.0;
+    }
+    if let Some(s) = args.max_time {
+        if !(s > 0.0 && s.is_finite()) {
+            return Err(Error::Usage(format!(
+                "--max-time {s}: expected positive seconds"
+            )));
+        }
+        cfg.max_time_s = s;
+    }
+    Ok(cfg)
+}
+
+fn check_runs(runs: usize, min: usize) -> Result<()> {
+    if runs < min {
+        return Err(Error::Usage(format!(
+            "--runs {runs}: at least {min} needed"
+        )));
+    }
+    Ok(())
+}
+
+/// Measure `items` `runs` times: in this process for one run, else in fresh child processes.
+fn measure(choice: &AdapterChoice, gpu: Gpu, plan: &Plan, runs: usize) -> Result<Vec<RunResult>> {
+    if runs == 1 {
+        return Ok(vec![runner::run_in_process(&gpu, plan)?]);
+    }
+    let key = gpu.fingerprint.device_key();
+    drop(gpu); // children open their own device
+    let results = runner::run_in_children(choice, plan, runs)?;
+    if let Some(other) = results.iter().find(|r| r.device_key != key) {
+        return Err(Error::Usage(format!(
+            "a child run chose adapter {:?}, not {key:?}; pin it with --adapter",
+            other.device_key
+        )));
+    }
+    Ok(results)
+}
+
+fn suite_plan(gpu: &Gpu, suite: Suite, args: &MeasureArgs) -> Result<Plan> {
+    let slowdown = parse_pairs("--test-slowdown", &args.test_slowdown)?;
+    let items = suite::select(suite, suite::Scale::of(gpu), &args.kernels)?
+        .into_iter()
+        .map(|(k, params)| PlanItem {
+            kernel: k.name().to_string(),
+            repeat: slowdown.get(k.name()).map_or(1, |&f| f as u32),
+            params,
+            batch: None,
+        })
+        .collect();
+    Ok(Plan {
+        items,
+        sampler: sampler_config(gpu, args)?,
+    })
+}
+
+/// Rows from the current runs: per instance, the run medians' centre, verification over all runs.
+fn rows(
+    results: &[RunResult],
+    mut judge: impl FnMut(usize, &RunMedians) -> Option<compare::Comparison>,
+) -> Vec<Row> {
+    let first = &results[0];
+    first
+        .kernels
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let per_run: Vec<_> = results.iter().map(|r| &r.kernels[i]).collect();
+            let current = RunMedians::from_summaries(per_run.iter().map(|r| &r.summary));
+            let verification = per_run
+                .iter()
+                .map(|r| &r.verification)
+                .find(|v| !v.ok)
+                .unwrap_or(&k.verification)
+                .clone();
+            let comparison = judge(i, &current);
+            let verdict = if !verification.ok {
+                Verdict::WrongResult
+            } else {
+                comparison.as_ref().map_or(Verdict::Pass, |c| c.verdict)
+            };
+            let median_s = current.center_s();
+            Row {
+                key: k.key.clone(),
+                kernel: k.kernel.clone(),
+                unit: k.unit,
+                median_s,
+                rate: k.unit.rate(k.work, median_s),
+                iqr_rel: per_run
+                    .iter()
+                    .map(|r| r.summary.iqr_rel)
+                    .fold(0.0, f64::max),
+                timing: k.measurement.timing,
+                stop: k.measurement.stop,
+                verification,
+                comparison,
+                verdict,
+            }
+        })
+        .collect()
+}
+
+fn emit(format: Format, report: &report::Report, json: Option<&PathBuf>) -> Result<u8> {
+    let mut stdout = std::io::stdout().lock();
+    let written = match format {
+        Format::Table => report::Table.write(report, &mut stdout),
+        Format::Json => report::Json.write(report, &mut stdout),
+    };
+    written.map_err(|e| Error::Usage(format!("writing to stdout: {e}")))?;
+    if let Some(path) = json {
+        let mut file = std::fs::File::create(path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        report::Json
+            .write(report, &mut file)
+            .map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
+    }
+    Ok(report.outcome.exit_code)
+}
+
+/// Outcome of a run or record: only correctness is judged.
+fn correctness_outcome(rows: &[Row]) -> GateOutcome {
+    let wrong = rows.iter().filter(|r| !r.verification.ok).count();
+    match (rows.len(), wrong) {
+        (0, _) => GateOutcome {
+            verdict: Verdict::Inconclusive,
+            exit_code: exit::CANNOT_VALIDATE,
+            message: "no kernel ran".into(),
+        },
+        (_, 0) => GateOutcome {
+            verdict: Verdict::Pass,
+            exit_code: exit::PASS,
+            message: format!("{} kernel(s) measured and verified", rows.len()),
+        },
+        (_, w) => GateOutcome {
+            verdict: Verdict::WrongResult,
+            exit_code: exit::FAIL,
+            message: format!("{w} kernel(s) computed a wrong result"),
+        },
+    }
+}
+
+fn run_cmd(choice: &AdapterChoice, format: Format, args: &RunArgs) -> Result<u8> {
+    check_runs(args.runs, 1)?;
+    let gpu = Gpu::open(choice)?;
+    let plan = suite_plan(&gpu, args.suite, &args.measure)?;
+    let fingerprint = gpu.fingerprint.clone();
+    let results = measure(choice, gpu, &plan, args.runs)?;
+    let rows = rows(&results, |_, _| None);
+    let report = report::Report {
+        command: "run".into(),
+        device_key: fingerprint.device_key(),
+        fingerprint,
+        baseline_file: None,
+        notes: vec![],
+        outcome: correctness_outcome(&rows),
+        rows,
+        runs: results,
+    };
+    emit(format, &report, args.measure.json.as_ref())
+}
+
+fn record(choice: &AdapterChoice, format: Format, args: &RecordArgs) -> Result<u8> {
+    check_runs(args.runs, baseline::MIN_RUNS)?;
+    let gpu = Gpu::open(choice)?;
+    let plan = suite_plan(&gpu, args.suite, &args.measure)?;
+    let fingerprint = gpu.fingerprint.clone();
+    let key = fingerprint.device_key();
+    let path = args
+        .out
+        .clone()
+        .unwrap_or_else(|| args.baselines.join(format!("{key}.json")));
+    // Read an existing file before measuring, so a broken one fails fast.
+    let existing = if path.is_file() {
+        Some(baseline::load(&path)?)
+    } else {
+        None
+    };
+    let results = measure(choice, gpu, &plan, args.runs)?;
+    let rows = rows(&results, |_, _| None);
+    let mut outcome = correctness_outcome(&rows);
+    let mut notes = vec![];
+    if outcome.exit_code == exit::PASS {
+        let fresh = baseline::from_runs(&results)?;
+        let merged = match existing {
+            Some(old) if old.device_key == key => {
+                if old.fingerprint.driver_string() != fingerprint.driver_string() {
+                    notes.push(format!(
+                        "driver changed since the previous baseline: {} → {}",
+                        old.fingerprint.driver_string(),
+                        fingerprint.driver_string()
+                    ));
+                }
+                baseline::merge(old, fresh)
+            }
+            Some(old) => {
+                return Err(Error::baseline(
+                    &path,
+                    "device_key",
+                    format!(
+                        "file belongs to {:?}, this device is {key:?}; use another --out",
+                        old.device_key
+                    ),
+                ))
+            }
+            None => fresh,
+        };
+        baseline::save(&path, &merged)?;
+        outcome.message = format!("{}; wrote {}", outcome.message, path.display());
+    } else {
+        outcome.message = format!("{}; baseline not written", outcome.message);
+    }
+    let report = report::Report {
+        command: "record".into(),
+        device_key: key,
+        fingerprint,
+        baseline_file: Some(path.display().to_string()),
+        notes,
+        outcome,
+        rows,
+        runs: results,
+    };
+    emit(format, &report, args.measure.json.as_ref())
+}
+
+/// The threshold for one kernel: CLI per-kernel, CLI global, file per-kernel, file, default.
+fn threshold_for(
+    kernel: &str,
+    cli_kernel: &BTreeMap<String, f64>,
+    cli_global: Option<f64>,
+    file: &Baseline,
+    file_kernel: Option<f64>,
+) -> f64 {
+    cli_kernel
+        .get(kernel)
+        .copied()
+        .or(cli_global)
+        .or(file_kernel)
+        .or(file.threshold_pct)
+        .map_or(compare::DEFAULT_THRESHOLD, |p| p / 100.0)
+}
+
+fn check(choice: &AdapterChoice, format: Format, args: &CheckArgs) -> Result<u8> {
+    check_runs(args.runs, 1)?;
+    if let Some(t) = args.threshold.filter(|t| !(*t > 0.0 && t.is_finite())) {
+        return Err(Error::Usage(format!(
+            "--threshold {t}: expected a positive percentage"
+        )));
+    }
+    let per_kernel = parse_pairs("--kernel-threshold", &args.kernel_threshold)?;
+    let gpu = Gpu::open(choice)?;
+    let fingerprint = gpu.fingerprint.clone();
+    let key = fingerprint.device_key();
+    let path = baseline::locate(&args.baselines, &key)?;
+    let base = baseline::load(&path)?;
+    if base.device_key != key {
+        return Err(Error::NoBaseline {
+            key: key.clone(),
+            searched: path.clone(),
+            have: format!(
+                "{} (fingerprint.name {:?})",
+                base.device_key, base.fingerprint.name
+            ),
+        });
+    }
+    let mut notes = vec![];
+    if base.fingerprint.driver_string() != fingerprint.driver_string() {
+        notes.push(format!(
+            "driver differs from the baseline's: recorded with {:?}, running {:?}",
+            base.fingerprint.driver_string(),
+            fingerprint.driver_string()
+        ));
+    }
+    if base.fingerprint.cpu_model != fingerprint.cpu_model {
+        notes.push("host CPU differs from the baseline's".into());
+    }
+
+    let slowdown = parse_pairs("--test-slowdown", &args.measure.test_slowdown)?;
+    let mut chosen = Vec::new();
+    for (i, k) in base.kernels.iter().enumerate() {
+        if workload::find(&k.kernel).is_err() {
+            return Err(Error::baseline(
+                &path,
+                format!("kernels[{i}].kernel"),
+                format!("unknown kernel {:?}", k.kernel),
+            ));
+        }
+        if args.measure.kernels.is_empty() || args.measure.kernels.contains(&k.kernel) {
+            chosen.push(k);
+        }
+    }
+    for name in &args.measure.kernels {
+        if !chosen.iter().any(|k| &k.kernel == name) {
+            return Err(Error::Usage(format!(
+                "--kernel {name}: not in baseline {}",
+                path.display()
+            )));
+        }
+    }
+    let plan = Plan {
+        items: chosen
+            .iter()
+            .map(|k| PlanItem {
+                kernel: k.kernel.clone(),
+                params: k.params.clone(),
+                batch: Some(k.batch),
+                repeat: slowdown.get(&k.kernel).map_or(1, |&f| f as u32),
+            })
+            .collect(),
+        sampler: sampler_config(&gpu, &args.measure)?,
+    };
+    let results = measure(choice, gpu, &plan, args.runs)?;
+    let rows = rows(&results, |i, current| {
+        let b = chosen[i];
+        let threshold = threshold_for(
+            &b.kernel,
+            &per_kernel,
+            args.threshold,
+            &base,
+            b.threshold_pct,
+        );
+        let baseline = RunMedians::from_summaries(b.summaries());
+        Some(compare::compare(
+            &baseline,
+            current,
+            Policy {
+                threshold,
+                ..Policy::default()
+            },
+        ))
+    });
+    let verdicts: Vec<Verdict> = rows.iter().map(|r| r.verdict).collect();
+    let report = report::Report {
+        command: "check".into(),
+        device_key: key,
+        fingerprint,
+        baseline_file: Some(path.display().to_string()),
+        notes,
+        outcome: compare::gate(&verdicts),
+        rows,
+        runs: results,
+    };
+    emit(format, &report, args.measure.json.as_ref())
+}
+
+fn measure_child(choice: &AdapterChoice) -> Result<u8> {
+    let mut input = String::new();
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .map_err(|e| Error::Usage(format!("reading the plan from stdin: {e}")))?;
+    let plan: Plan =
+        serde_json::from_str(&input).map_err(|e| Error::Usage(format!("plan on stdin: {e}")))?;
+    let gpu = Gpu::open(choice)?;
+    let result = runner::run_in_process(&gpu, &plan)?;
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, &result)
+        .map_err(|e| Error::Usage(format!("writing the result: {e}")))?;
+    Ok(exit::PASS)
+}

@@ -1,0 +1,248 @@
+//! Baseline comparison: pass | regression | improvement | inconclusive, per kernel instance.
+//!
+//! The unit of evidence is a *run median* (one process). Between processes a kernel's time varies
+//! more than within one, so the noise used here is the spread of run medians, pooled over the
+//! baseline's runs and the current runs (Student t with their degrees of freedom), never smaller
+//! than the within-run error of a median. A change is a regression only when it is both
+//! significant at `alpha` and larger than the practical threshold; when the noise is so large that
+//! a threshold-sized change could hide in it, the answer is *inconclusive*, not pass.
+
+use serde::{Deserialize, Serialize};
+use statrs::distribution::{ContinuousCDF, StudentsT};
+
+use crate::stats;
+
+/// Default practical threshold: a 5 % slowdown.
+pub const DEFAULT_THRESHOLD: f64 = 0.05;
+/// One-sided false-alarm rate of the significance test.
+pub const DEFAULT_ALPHA: f64 = 0.01;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Pass,
+    Improvement,
+    Inconclusive,
+    Regression,
+    /// The kernel computed a wrong result: fails whatever the timing.
+    WrongResult,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Improvement => "improvement",
+            Verdict::Inconclusive => "inconclusive",
+            Verdict::Regression => "regression",
+            Verdict::WrongResult => "wrong_result",
+        }
+    }
+
+    pub fn fails(self) -> bool {
+        matches!(self, Verdict::Regression | Verdict::WrongResult)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Policy {
+    /// Practical threshold as a fraction (0.05 = 5 % slower).
+    pub threshold: f64,
+    pub alpha: f64,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            threshold: DEFAULT_THRESHOLD,
+            alpha: DEFAULT_ALPHA,
+        }
+    }
+}
+
+/// The evidence from one side: each run's median and its within-run standard error (log units).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunMedians {
+    pub medians_s: Vec<f64>,
+    pub within_log_se: Vec<f64>,
+}
+
+impl RunMedians {
+    pub fn from_summaries<'a>(summaries: impl IntoIterator<Item = &'a stats::Summary>) -> Self {
+        let (medians_s, within_log_se) = summaries
+            .into_iter()
+            .map(|s| (s.median_s, stats::within_run_log_se(s)))
+            .unzip();
+        RunMedians {
+            medians_s,
+            within_log_se,
+        }
+    }
+
+    fn log_mean(&self) -> f64 {
+        self.medians_s.iter().map(|m| m.ln()).sum::<f64>() / self.medians_s.len() as f64
+    }
+
+    /// Sum of squared log deviations from the mean, and its degrees of freedom.
+    fn log_ss(&self) -> (f64, usize) {
+        let mean = self.log_mean();
+        let ss = self.medians_s.iter().map(|m| (m.ln() - mean).powi(2)).sum();
+        (ss, self.medians_s.len().saturating_sub(1))
+    }
+
+    /// Geometric mean of the run medians: the central time used for ratios.
+    pub fn center_s(&self) -> f64 {
+        self.log_mean().exp()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    pub baseline_s: f64,
+    pub current_s: f64,
+    /// current / baseline: above 1 is slower.
+    pub ratio: f64,
+    /// Two-sided (1 − 2·alpha) interval of the ratio.
+    pub ratio_low: f64,
+    pub ratio_high: f64,
+    pub threshold: f64,
+    /// Estimated run-to-run relative standard deviation of a run median.
+    pub noise_rel: f64,
+    pub baseline_runs: usize,
+    pub current_runs: usize,
+    pub verdict: Verdict,
+    pub reason: String,
+}
+
+pub fn compare(baseline: &RunMedians, current: &RunMedians, policy: Policy) -> Comparison {
+    let (n, m) = (baseline.medians_s.len(), current.medians_s.len());
+    let (ss_b, df_b) = baseline.log_ss();
+    let (ss_c, df_c) = current.log_ss();
+    let df = df_b + df_c;
+    let pooled = if df > 0 {
+        (ss_b + ss_c) / df as f64
+    } else {
+        0.0
+    };
+    // A run median is never more certain than its own sampling error.
+    let within = baseline
+        .within_log_se
+        .iter()
+        .chain(&current.within_log_se)
+        .fold(0.0f64, |acc, &s| acc.max(s));
+    let s = pooled.sqrt().max(within);
+    let se = s * (1.0 / n as f64 + 1.0 / m as f64).sqrt();
+    let t = if df > 0 {
+        StudentsT::new(0.0, 1.0, df as f64)
+            .expect("df > 0 is valid")
+            .inverse_cdf(1.0 - policy.alpha)
+    } else {
+        f64::INFINITY // one run on each side says nothing about run-to-run noise
+    };
+    let d = current.log_mean() - baseline.log_mean();
+    let margin = t * se;
+    let limit = (1.0 + policy.threshold).ln();
+
+    let pct = |x: f64| (x.exp() - 1.0) * 100.0;
+    let (verdict, reason) = if d > limit && d > margin {
+        (
+            Verdict::Regression,
+            format!(
+                "{:+.1} % slower, beyond the {:.1} % threshold and the ±{:.1} % noise margin",
+                pct(d),
+                policy.threshold * 100.0,
+                pct(margin)
+            ),
+        )
+    } else if d < -limit && -d > margin {
+        (
+            Verdict::Improvement,
+            format!("{:.1} % faster, beyond threshold and noise", -pct(d)),
+        )
+    } else if margin > limit {
+        (
+            Verdict::Inconclusive,
+            format!(
+                "noise margin ±{:.1} % exceeds the {:.1} % threshold (run-to-run sd {:.2} %, {} + {} runs)",
+                pct(margin),
+                policy.threshold * 100.0,
+                s * 100.0,
+                n,
+                m
+            ),
+        )
+    } else {
+        (
+            Verdict::Pass,
+            format!("{:+.1} % (noise margin ±{:.1} %)", pct(d), pct(margin)),
+        )
+    };
+    Comparison {
+        baseline_s: baseline.center_s(),
+        current_s: current.center_s(),
+        ratio: d.exp(),
+        ratio_low: (d - margin).exp(),
+        ratio_high: (d + margin).exp(),
+        threshold: policy.threshold,
+        noise_rel: s,
+        baseline_runs: n,
+        current_runs: m,
+        verdict,
+        reason,
+    }
+}
+
+/// The gate's answer over all kernels, and the exit code it maps to.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GateOutcome {
+    pub verdict: Verdict,
+    pub exit_code: u8,
+    pub message: String,
+}
+
+/// Wrong results and regressions fail; nothing conclusive cannot pass — exit 3, never 0.
+pub fn gate(verdicts: &[Verdict]) -> GateOutcome {
+    use crate::error::exit;
+    let count = |v: Verdict| verdicts.iter().filter(|&&x| x == v).count();
+    let (wrong, regressed, unsure) = (
+        count(Verdict::WrongResult),
+        count(Verdict::Regression),
+        count(Verdict::Inconclusive),
+    );
+    if verdicts.is_empty() {
+        return GateOutcome {
+            verdict: Verdict::Inconclusive,
+            exit_code: exit::CANNOT_VALIDATE,
+            message: "no kernel was validated".into(),
+        };
+    }
+    if wrong + regressed > 0 {
+        return GateOutcome {
+            verdict: if wrong > 0 {
+                Verdict::WrongResult
+            } else {
+                Verdict::Regression
+            },
+            exit_code: exit::FAIL,
+            message: format!("{wrong} wrong result(s), {regressed} regression(s)"),
+        };
+    }
+    if unsure == verdicts.len() {
+        return GateOutcome {
+            verdict: Verdict::Inconclusive,
+            exit_code: exit::CANNOT_VALIDATE,
+            message:
+                "every kernel was inconclusive: this node is too noisy to validate performance"
+                    .into(),
+        };
+    }
+    GateOutcome {
+        verdict: Verdict::Pass,
+        exit_code: exit::PASS,
+        message: if unsure > 0 {
+            format!("pass; {unsure} kernel(s) inconclusive (too noisy to judge)")
+        } else {
+            "pass".into()
+        },
+    }
+}

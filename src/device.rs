@@ -1,0 +1,268 @@
+//! Adapter choice, device acquisition and the fingerprint a baseline is keyed by.
+//!
+//! Acquiring the device is kept apart from running kernels: a [`Gpu`] is opened once and every
+//! workload runs on it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// What identifies a device for baseline purposes. A baseline is only comparable with the same
+/// name + backend (the key); a different driver is reported, not silently accepted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprint {
+    pub name: String,
+    pub vendor_id: u32,
+    pub device_id: u32,
+    pub device_type: String,
+    pub driver: String,
+    pub driver_info: String,
+    pub backend: String,
+    /// The host CPU, for software adapters whose timings are CPU timings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_model: Option<String>,
+}
+
+impl Fingerprint {
+    pub fn from_info(info: &wgpu::AdapterInfo) -> Self {
+        let is_cpu = info.device_type == wgpu::DeviceType::Cpu;
+        Fingerprint {
+            name: info.name.clone(),
+            vendor_id: info.vendor,
+            device_id: info.device,
+            device_type: format!("{:?}", info.device_type),
+            driver: info.driver.clone(),
+            driver_info: info.driver_info.clone(),
+            backend: info.backend.to_str().to_string(),
+            cpu_model: is_cpu.then(host_cpu_model),
+        }
+    }
+
+    /// The baseline file stem: the adapter name sanitised the way NVIDIA GPU feature discovery does
+    /// (`NVIDIA H100 80GB HBM3` → `NVIDIA-H100-80GB-HBM3`), plus the backend. A software adapter
+    /// also carries the host CPU, since its timings are that CPU's.
+    pub fn device_key(&self) -> String {
+        let mut key = sanitize(&self.name);
+        if let Some(cpu) = &self.cpu_model {
+            key.push_str("-on-");
+            key.push_str(&sanitize(cpu));
+        }
+        key.push('-');
+        key.push_str(&self.backend);
+        key
+    }
+
+    pub fn is_software(&self) -> bool {
+        self.device_type == "Cpu"
+    }
+
+    pub fn driver_string(&self) -> String {
+        format!("{} {}", self.driver, self.driver_info)
+            .trim()
+            .to_string()
+    }
+}
+
+/// Spaces and punctuation become single `-`; trademark marks are dropped.
+pub fn sanitize(name: &str) -> String {
+    let cleaned = name
+        .replace("(R)", "")
+        .replace("(TM)", "")
+        .replace("(tm)", "");
+    let mut out = String::new();
+    for c in cleaned.chars() {
+        if c.is_ascii_alphanumeric() || c == '.' || c == '_' {
+            out.push(c);
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    out.trim_end_matches('-').to_string()
+}
+
+/// The host CPU model from `/proc/cpuinfo`, or the architecture where that is unavailable.
+pub fn host_cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+/// How to choose the adapter: `--adapter` / `WGPU_ADAPTER_NAME` and `--backend` / `WGPU_BACKEND`.
+#[derive(Clone, Debug, Default)]
+pub struct AdapterChoice {
+    pub name_contains: Option<String>,
+    pub backend: Option<String>,
+}
+
+impl AdapterChoice {
+    fn backends(&self) -> Result<wgpu::Backends> {
+        match &self.backend {
+            None => Ok(wgpu::Backends::all()),
+            Some(list) => {
+                let b = wgpu::Backends::from_comma_list(list);
+                if b.is_empty() {
+                    Err(Error::Usage(format!(
+                        "--backend {list:?}: expected vulkan, metal, dx12 or gl"
+                    )))
+                } else {
+                    Ok(b)
+                }
+            }
+        }
+    }
+}
+
+/// Better adapters sort first: discrete, integrated, virtual, CPU; native APIs before GL.
+fn preference(info: &wgpu::AdapterInfo) -> (u8, u8) {
+    let kind = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    };
+    let api = u8::from(info.backend == wgpu::Backend::Gl);
+    (kind, api)
+}
+
+/// Every adapter the instance sees, best first.
+pub fn enumerate(choice: &AdapterChoice) -> Result<Vec<wgpu::Adapter>> {
+    let desc = wgpu::InstanceDescriptor {
+        backends: choice.backends()?,
+        ..wgpu::InstanceDescriptor::new_without_display_handle()
+    };
+    let instance = wgpu::Instance::new(desc);
+    let mut adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    adapters.retain(|a| a.get_info().backend != wgpu::Backend::Noop);
+    adapters.sort_by_key(|a| preference(&a.get_info()));
+    Ok(adapters)
+}
+
+/// An opened device with what the sampler needs to know about it.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub fingerprint: Fingerprint,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+    /// GPU timestamps around a compute pass are available.
+    pub timestamps: bool,
+}
+
+impl Gpu {
+    /// Pick the best adapter allowed by `choice` and open it with its own limits and timestamp queries.
+    pub fn open(choice: &AdapterChoice) -> Result<Gpu> {
+        let adapters = enumerate(choice)?;
+        if adapters.is_empty() {
+            return Err(Error::NoAdapter(
+                "wgpu found none; on Debian install the Vulkan loader and a driver: \
+                 `apt-get install libvulkan1 mesa-vulkan-drivers` (software Vulkan), \
+                 or the GPU vendor's Vulkan driver"
+                    .into(),
+            ));
+        }
+        let adapter = match &choice.name_contains {
+            None => adapters.into_iter().next(),
+            Some(wanted) => {
+                let needle = wanted.to_lowercase();
+                let present = adapters
+                    .iter()
+                    .map(|a| a.get_info().name)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                match adapters
+                    .into_iter()
+                    .find(|a| a.get_info().name.to_lowercase().contains(&needle))
+                {
+                    Some(a) => Some(a),
+                    None => {
+                        return Err(Error::AdapterNotFound {
+                            wanted: wanted.clone(),
+                            present,
+                        })
+                    }
+                }
+            }
+        }
+        .expect("adapters is non-empty");
+        Self::from_adapter(adapter)
+    }
+
+    fn from_adapter(adapter: wgpu::Adapter) -> Result<Gpu> {
+        let info = adapter.get_info();
+        let available = adapter.features();
+        let wanted = wgpu::Features::TIMESTAMP_QUERY
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
+        let features = available & wanted;
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("gpugate"),
+            required_features: features,
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .map_err(|e| Error::DeviceRequest {
+            adapter: info.name.clone(),
+            reason: e.to_string(),
+        })?;
+        // Errors outside an error scope are logged, never a panic (wgpu's default handler panics).
+        device.on_uncaptured_error(std::sync::Arc::new(|e: wgpu::Error| {
+            tracing::error!("uncaptured GPU error: {e}");
+        }));
+        let fingerprint = Fingerprint::from_info(&info);
+        tracing::info!(
+            adapter = %info.name,
+            backend = %fingerprint.backend,
+            device_type = %fingerprint.device_type,
+            driver = %fingerprint.driver_string(),
+            vendor_id = format_args!("{:#06x}", info.vendor),
+            device_id = format_args!("{:#06x}", info.device),
+            timestamps = features.contains(wgpu::Features::TIMESTAMP_QUERY),
+            key = %fingerprint.device_key(),
+            "device acquired"
+        );
+        Ok(Gpu {
+            device,
+            queue,
+            timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+            info,
+            fingerprint,
+            limits,
+            features,
+        })
+    }
+
+    /// Run `f` with GPU validation and out-of-memory errors captured: they come back as
+    /// [`Error::Gpu`] naming `what`, and take precedence over whatever `f` failed with after them.
+    pub fn scoped<T>(&self, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let out = f();
+        let captured = pollster::block_on(validation.pop()).or(pollster::block_on(oom.pop()));
+        match captured {
+            Some(e) => Err(Error::Gpu {
+                kernel: what.to_string(),
+                reason: e.to_string(),
+            }),
+            None => out,
+        }
+    }
+
+    /// Largest storage buffer a kernel may bind on this device.
+    pub fn max_binding_bytes(&self) -> u64 {
+        u64::from(self.limits.max_storage_buffer_binding_size).min(self.limits.max_buffer_size)
+    }
+
+    /// Software adapters get small problem sizes so CI stays fast.
+    pub fn is_software(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+}

@@ -1,0 +1,90 @@
+//! Typed errors of the library. Each one knows its exit code, so `main` stays a thin mapping.
+
+use std::path::PathBuf;
+
+/// Exit codes, as documented in the README and `--help`.
+pub mod exit {
+    /// Every kernel verified and no regression.
+    pub const PASS: u8 = 0;
+    /// A regression, or a kernel computed a wrong result.
+    pub const FAIL: u8 = 1;
+    /// Usage, configuration or baseline-file error.
+    pub const USAGE: u8 = 2;
+    /// Cannot validate here: no usable adapter, no baseline for this device, nothing conclusive.
+    pub const CANNOT_VALIDATE: u8 = 3;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no usable GPU adapter found ({0})")]
+    NoAdapter(String),
+
+    #[error("no adapter matches --adapter {wanted:?}; present: {present}")]
+    AdapterNotFound { wanted: String, present: String },
+
+    #[error("could not open device on adapter {adapter:?}: {reason}")]
+    DeviceRequest { adapter: String, reason: String },
+
+    #[error("GPU error while running {kernel}: {reason}")]
+    Gpu { kernel: String, reason: String },
+
+    #[error("{0}")]
+    Usage(String),
+
+    #[error("baseline file {}: {field}: {reason}", path.display())]
+    BaselineFile {
+        path: PathBuf,
+        field: String,
+        reason: String,
+    },
+
+    #[error("no baseline for device {key:?} in {} (have: {have}); record one with `gpugate record`", searched.display())]
+    NoBaseline {
+        key: String,
+        searched: PathBuf,
+        have: String,
+    },
+
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A measurement run in a child process failed; its exit code is passed on.
+    #[error("measurement run {run} failed: {reason}")]
+    ChildRun {
+        run: usize,
+        code: u8,
+        reason: String,
+    },
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::NoAdapter(_)
+            | Error::AdapterNotFound { .. }
+            | Error::DeviceRequest { .. }
+            | Error::NoBaseline { .. } => exit::CANNOT_VALIDATE,
+            Error::Usage(_) | Error::BaselineFile { .. } | Error::Io { .. } => exit::USAGE,
+            Error::Gpu { .. } => exit::FAIL,
+            Error::ChildRun { code, .. } => *code,
+        }
+    }
+
+    pub fn baseline(
+        path: &std::path::Path,
+        field: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::BaselineFile {
+            path: path.to_path_buf(),
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

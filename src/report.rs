@@ -1,0 +1,139 @@
+//! Reports: one [`Report`] value, written by any [`Reporter`] (table for people, JSON for machines).
+
+use std::io::{self, Write};
+
+use serde::{Deserialize, Serialize};
+
+use crate::compare::{Comparison, GateOutcome, Verdict};
+use crate::device::Fingerprint;
+use crate::runner::RunResult;
+use crate::sampler::{StopReason, TimingMethod};
+use crate::workload::{Unit, Verification};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// `run`, `record` or `check`.
+    pub command: String,
+    pub device_key: String,
+    pub fingerprint: Fingerprint,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_file: Option<String>,
+    /// Things a reader must not miss, e.g. a driver that differs from the baseline's.
+    pub notes: Vec<String>,
+    pub rows: Vec<Row>,
+    pub outcome: GateOutcome,
+    /// Everything measured, raw samples included.
+    pub runs: Vec<RunResult>,
+}
+
+/// One kernel instance, over all current runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    pub key: String,
+    pub kernel: String,
+    pub unit: Unit,
+    /// Central time per iteration over the runs (geometric mean of run medians).
+    pub median_s: f64,
+    /// GB/s or GFLOP/s at `median_s`.
+    pub rate: f64,
+    /// Largest interquartile range over median among the runs.
+    pub iqr_rel: f64,
+    pub timing: TimingMethod,
+    pub stop: StopReason,
+    pub verification: Verification,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<Comparison>,
+    pub verdict: Verdict,
+}
+
+pub trait Reporter {
+    fn write(&self, report: &Report, out: &mut dyn Write) -> io::Result<()>;
+}
+
+pub struct Table;
+pub struct Json;
+
+fn fmt_time(s: f64) -> String {
+    if s >= 1.0 {
+        format!("{s:.3} s")
+    } else if s >= 1e-3 {
+        format!("{:.3} ms", s * 1e3)
+    } else {
+        format!("{:.2} µs", s * 1e6)
+    }
+}
+
+impl Reporter for Table {
+    fn write(&self, r: &Report, out: &mut dyn Write) -> io::Result<()> {
+        let f = &r.fingerprint;
+        writeln!(
+            out,
+            "device   {} ({}, {}, driver {})",
+            f.name,
+            f.backend,
+            f.device_type,
+            f.driver_string()
+        )?;
+        if let Some(cpu) = &f.cpu_model {
+            writeln!(out, "host cpu {cpu}")?;
+        }
+        if let Some(file) = &r.baseline_file {
+            writeln!(out, "baseline {file}")?;
+        }
+        writeln!(out)?;
+        writeln!(
+            out,
+            "{:<32} {:>11} {:>11} {:>7} {:>15} {:>13} {:>14}",
+            "kernel", "median", "baseline", "ratio", "ratio CI", "verdict", "rate"
+        )?;
+        for row in &r.rows {
+            let (baseline, ratio, ci) = match &row.comparison {
+                Some(c) => (
+                    fmt_time(c.baseline_s),
+                    format!("{:.3}", c.ratio),
+                    format!("{:.3}–{:.3}", c.ratio_low, c.ratio_high),
+                ),
+                None => ("-".into(), "-".into(), "-".into()),
+            };
+            writeln!(
+                out,
+                "{:<32} {:>11} {:>11} {:>7} {:>15} {:>13} {:>14}",
+                row.key,
+                fmt_time(row.median_s),
+                baseline,
+                ratio,
+                ci,
+                row.verdict.as_str(),
+                format!("{:.2} {}", row.rate, row.unit.label()),
+            )?;
+        }
+        writeln!(out)?;
+        for row in &r.rows {
+            if !row.verification.ok {
+                writeln!(out, "WRONG RESULT {}: {}", row.key, row.verification.detail)?;
+            }
+            if let Some(c) = row
+                .comparison
+                .as_ref()
+                .filter(|c| c.verdict != Verdict::Pass)
+            {
+                writeln!(out, "{} {}: {}", c.verdict.as_str(), row.key, c.reason)?;
+            }
+        }
+        for note in &r.notes {
+            writeln!(out, "note: {note}")?;
+        }
+        writeln!(
+            out,
+            "result: {} (exit {})",
+            r.outcome.message, r.outcome.exit_code
+        )
+    }
+}
+
+impl Reporter for Json {
+    fn write(&self, report: &Report, out: &mut dyn Write) -> io::Result<()> {
+        serde_json::to_writer_pretty(&mut *out, report)?;
+        writeln!(out)
+    }
+}

@@ -1,0 +1,187 @@
+//! Runs a plan of kernel instances: prepare → measure → verify → summarise, one instance at a time.
+//!
+//! Several independent runs are made in separate child processes (`gpugate measure-child`), because
+//! within-process noise is not the whole noise: on an H100 a kernel's time was seen to differ by
+//! 1.8× between processes while steady within each. A baseline and a check built from separate
+//! processes see that variance instead of being fooled by it.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use chrono::{DateTime, Utc};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use crate::device::{AdapterChoice, Fingerprint, Gpu};
+use crate::error::{exit, Error, Result};
+use crate::sampler::{self, Measurement, SamplerConfig};
+use crate::stats::{self, Summary};
+use crate::workload::{self, instance_key, Params, Unit, Verification, Work};
+
+/// One kernel instance to measure.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlanItem {
+    pub kernel: String,
+    pub params: Params,
+    /// Fixed iterations per sample (a check reuses the baseline's); None = size it here.
+    #[serde(default)]
+    pub batch: Option<u32>,
+    /// Test-only: encode the kernel this many times per iteration — real extra work, counted once.
+    #[serde(default = "one")]
+    pub repeat: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub items: Vec<PlanItem>,
+    pub sampler: SamplerConfig,
+}
+
+/// Everything measured about one kernel instance in one run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KernelResult {
+    pub kernel: String,
+    pub params: Params,
+    pub key: String,
+    pub unit: Unit,
+    pub work: Work,
+    pub verification: Verification,
+    pub measurement: Measurement,
+    pub summary: Summary,
+}
+
+impl KernelResult {
+    /// GB/s or GFLOP/s at the median.
+    pub fn rate(&self) -> f64 {
+        self.unit.rate(self.work, self.summary.median_s)
+    }
+}
+
+/// One run: one process, one device, every instance of the plan.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    pub fingerprint: Fingerprint,
+    pub device_key: String,
+    pub gpugate_version: String,
+    pub seed: u64,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub kernels: Vec<KernelResult>,
+}
+
+/// Run the plan in this process on an opened device.
+pub fn run_in_process(gpu: &Gpu, plan: &Plan) -> Result<RunResult> {
+    let started_at = Utc::now();
+    let seed = rand::random::<u64>();
+    let mut rng = StdRng::seed_from_u64(seed);
+    tracing::debug!(seed, "input seed");
+    let mut kernels = Vec::new();
+    for item in &plan.items {
+        let kernel = workload::find(&item.kernel)?;
+        let key = instance_key(kernel.name(), &item.params);
+        let slots = plan.sampler.slots_for(kernel.footprint(&item.params)?);
+        tracing::info!(%key, slots, "measuring");
+        // Buffers live only while their instance is measured, so one kernel's memory is not
+        // another's neighbour.
+        let prepared = gpu.scoped(&key, || kernel.prepare(gpu, &item.params, slots, &mut rng))?;
+        let job = sampler::Job {
+            kernel: kernel.name(),
+            prepared: prepared.as_ref(),
+            slots,
+            batch: item.batch,
+            repeat: item.repeat.max(1),
+        };
+        let (measurement, verification) = gpu.scoped(&key, || {
+            let measurement = sampler::measure(gpu, &job, &plan.sampler)?;
+            Ok((measurement, prepared.verify(gpu)?))
+        })?;
+        if !verification.ok {
+            tracing::error!(%key, detail = %verification.detail, "wrong result");
+        }
+        let summary = stats::summarize(&measurement.samples_s);
+        kernels.push(KernelResult {
+            kernel: kernel.name().to_string(),
+            params: item.params.clone(),
+            key,
+            unit: kernel.unit(),
+            work: kernel.work(&item.params)?,
+            verification,
+            measurement,
+            summary,
+        });
+    }
+    Ok(RunResult {
+        device_key: gpu.fingerprint.device_key(),
+        fingerprint: gpu.fingerprint.clone(),
+        gpugate_version: env!("CARGO_PKG_VERSION").to_string(),
+        seed,
+        started_at,
+        finished_at: Utc::now(),
+        kernels,
+    })
+}
+
+/// Run the plan `runs` times, each in a fresh child process of this executable.
+pub fn run_in_children(choice: &AdapterChoice, plan: &Plan, runs: usize) -> Result<Vec<RunResult>> {
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::Usage(format!("cannot find own executable: {e}")))?;
+    let input = serde_json::to_vec(plan).expect("a plan serialises");
+    let mut results = Vec::with_capacity(runs);
+    for run in 1..=runs {
+        tracing::info!(run, runs, "starting independent run");
+        let mut cmd = Command::new(&exe);
+        cmd.arg("measure-child");
+        if let Some(name) = &choice.name_contains {
+            cmd.args(["--adapter", name]);
+        }
+        if let Some(backend) = &choice.backend {
+            cmd.args(["--backend", backend]);
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| Error::ChildRun {
+                run,
+                code: exit::CANNOT_VALIDATE,
+                reason: format!("spawn {}: {e}", exe.display()),
+            })?;
+        child
+            .stdin
+            .take()
+            .expect("stdin is piped")
+            .write_all(&input)
+            .map_err(|e| Error::ChildRun {
+                run,
+                code: exit::FAIL,
+                reason: format!("send plan: {e}"),
+            })?;
+        let output = child.wait_with_output().map_err(|e| Error::ChildRun {
+            run,
+            code: exit::FAIL,
+            reason: e.to_string(),
+        })?;
+        if !output.status.success() {
+            let code = output.status.code().map_or(exit::FAIL, |c| c as u8);
+            return Err(Error::ChildRun {
+                run,
+                code,
+                reason: format!("child exited with {}", output.status),
+            });
+        }
+        let result: RunResult =
+            serde_json::from_slice(&output.stdout).map_err(|e| Error::ChildRun {
+                run,
+                code: exit::FAIL,
+                reason: format!("unreadable result: {e}"),
+            })?;
+        results.push(result);
+    }
+    Ok(results)
+}

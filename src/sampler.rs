@@ -1,0 +1,358 @@
+//! The sampler: warm a prepared kernel up to steady state, then time samples with GPU timestamps
+//! around each compute pass until the median is known to the noise target.
+//!
+//! A sample is one compute pass holding `batch` iterations, each on the next buffer set (slot) so
+//! that caches are cold when the working set would otherwise fit in them. Sample times are
+//! reported per iteration.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::device::Gpu;
+use crate::error::{Error, Result};
+use crate::stats;
+use crate::workload::Prepared;
+
+/// Samples resolved per submission when timing with GPU timestamps.
+const CHUNK: u32 = 8;
+/// Warm-up is steady when this many consecutive chunk medians agree within `STEADY_TOLERANCE`.
+const STEADY_CHUNKS: usize = 3;
+const STEADY_TOLERANCE: f64 = 0.02;
+/// A batch never grows beyond this many iterations per sample.
+const MAX_BATCH: u32 = 4096;
+/// Host timing includes submit and wait overhead, so its samples must be much longer.
+const HOST_MIN_SAMPLE_S: f64 = 2e-3;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SamplerConfig {
+    /// Stop once the median's 95 % CI half-width over the median is at most this (0.005 = 0.5 %).
+    pub noise_target: f64,
+    pub min_samples: usize,
+    pub max_samples: usize,
+    /// Cap on measuring time per kernel (warm-up not included).
+    pub max_time_s: f64,
+    pub warmup_min_s: f64,
+    pub warmup_max_s: f64,
+    /// A sample should last at least this long; short kernels are batched up to it.
+    pub min_sample_s: f64,
+    /// Rotate buffer sets until this many bytes are touched, so each iteration starts cache-cold.
+    pub cold_bytes: u64,
+    pub max_slots: usize,
+}
+
+impl SamplerConfig {
+    /// Defaults for a device: GPUs need a longer warm-up (clocks ramp from idle) and get a
+    /// larger cold-cache budget (an H100's L2 is 50 MB).
+    pub fn for_device(software: bool) -> Self {
+        if software {
+            SamplerConfig {
+                noise_target: 0.005,
+                min_samples: 10,
+                max_samples: 300,
+                max_time_s: 1.5,
+                warmup_min_s: 0.1,
+                warmup_max_s: 1.5,
+                min_sample_s: 1e-3,
+                cold_bytes: 64 << 20,
+                max_slots: 4,
+            }
+        } else {
+            SamplerConfig {
+                noise_target: 0.005,
+                min_samples: 10,
+                max_samples: 500,
+                max_time_s: 3.0,
+                warmup_min_s: 0.5,
+                warmup_max_s: 5.0,
+                min_sample_s: 1e-4,
+                cold_bytes: 256 << 20,
+                max_slots: 8,
+            }
+        }
+    }
+
+    /// How many buffer sets to rotate through for an instance occupying `footprint` bytes.
+    pub fn slots_for(&self, footprint: u64) -> usize {
+        let wanted = self.cold_bytes.div_ceil(footprint.max(1)) as usize;
+        wanted.clamp(1, self.max_slots.max(1))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimingMethod {
+    /// Timestamps written by the GPU at the start and end of the compute pass.
+    GpuTimestamp,
+    /// Host clock around submit + wait: the fallback where the adapter has no timestamp queries.
+    Host,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The median's CI reached the noise target.
+    NoiseTarget,
+    SampleCap,
+    TimeCap,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Warmup {
+    pub samples: usize,
+    pub seconds: f64,
+    /// False when the time cap ended warm-up before timings settled.
+    pub steady: bool,
+}
+
+/// Raw samples and how they were taken. Statistics are derived elsewhere.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Measurement {
+    pub timing: TimingMethod,
+    /// Iterations per sample.
+    pub batch: u32,
+    /// Buffer sets rotated through.
+    pub slots: usize,
+    /// Kernel encodes per iteration: 1, except in the test-only slowdown.
+    pub repeat: u32,
+    pub warmup: Warmup,
+    pub stop: StopReason,
+    /// Seconds per iteration, in the order taken.
+    pub samples_s: Vec<f64>,
+}
+
+/// What to measure: a prepared instance, its slot count, and optional fixed batch (a check reuses
+/// the baseline's so both time the same pass shape).
+pub struct Job<'a> {
+    pub kernel: &'a str,
+    pub prepared: &'a dyn Prepared,
+    pub slots: usize,
+    pub batch: Option<u32>,
+    pub repeat: u32,
+}
+
+pub fn measure(gpu: &Gpu, job: &Job<'_>, cfg: &SamplerConfig) -> Result<Measurement> {
+    let mut timer = Timer::new(gpu, job);
+    let min_sample_s = match timer.method() {
+        TimingMethod::GpuTimestamp => cfg.min_sample_s,
+        TimingMethod::Host => cfg.min_sample_s.max(HOST_MIN_SAMPLE_S),
+    };
+    let mut batch = job.batch.unwrap_or(1).clamp(1, MAX_BATCH);
+
+    // Warm-up: run chunks until per-iteration medians settle, growing the batch (unless fixed)
+    // until a sample is long enough for the timer's resolution.
+    let started = Instant::now();
+    let mut recent: Vec<f64> = Vec::new();
+    let mut warm_samples = 0;
+    let steady = loop {
+        let times = timer.samples(CHUNK, batch)?;
+        warm_samples += times.len();
+        let per_sample = stats::median(&times);
+        recent.push(per_sample / f64::from(batch));
+        if job.batch.is_none() && per_sample < min_sample_s && batch < MAX_BATCH {
+            let grow = (min_sample_s / per_sample.max(1e-9)).ceil() as u32;
+            batch = batch.saturating_mul(grow.max(2)).min(MAX_BATCH);
+            recent.clear(); // a new batch is a new pass shape: settle again
+            continue;
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        if recent.len() >= STEADY_CHUNKS && elapsed >= cfg.warmup_min_s {
+            let last = &recent[recent.len() - STEADY_CHUNKS..];
+            let (lo, hi) = last
+                .iter()
+                .fold((f64::MAX, 0.0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+            if hi / lo - 1.0 <= STEADY_TOLERANCE {
+                break true;
+            }
+        }
+        if elapsed >= cfg.warmup_max_s {
+            tracing::warn!(
+                kernel = job.kernel,
+                "warm-up did not settle within {:.1} s",
+                cfg.warmup_max_s
+            );
+            break false;
+        }
+    };
+    let warmup = Warmup {
+        samples: warm_samples,
+        seconds: started.elapsed().as_secs_f64(),
+        steady,
+    };
+
+    // Measure until the median's CI is narrow enough, or a cap is hit.
+    let started = Instant::now();
+    let cap = Duration::from_secs_f64(cfg.max_time_s);
+    let mut samples: Vec<f64> = Vec::new();
+    let stop = loop {
+        let times = timer.samples(CHUNK, batch)?;
+        samples.extend(times.iter().map(|t| t / f64::from(batch)));
+        if samples.len() >= cfg.min_samples
+            && stats::summarize(&samples).rel_ci_half_width() <= cfg.noise_target
+        {
+            break StopReason::NoiseTarget;
+        }
+        if samples.len() >= cfg.max_samples {
+            break StopReason::SampleCap;
+        }
+        if started.elapsed() >= cap && samples.len() >= cfg.min_samples.min(cfg.max_samples) {
+            break StopReason::TimeCap;
+        }
+    };
+    Ok(Measurement {
+        timing: timer.method(),
+        batch,
+        slots: job.slots,
+        repeat: job.repeat,
+        warmup,
+        stop,
+        samples_s: samples,
+    })
+}
+
+/// Encodes samples and times them, with GPU timestamps where the adapter has them.
+struct Timer<'a> {
+    gpu: &'a Gpu,
+    job: &'a Job<'a>,
+    queries: Option<Queries>,
+    next_slot: usize,
+}
+
+struct Queries {
+    set: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
+    readback: wgpu::Buffer,
+    period_ns: f64,
+}
+
+impl<'a> Timer<'a> {
+    fn new(gpu: &'a Gpu, job: &'a Job<'a>) -> Self {
+        let queries = gpu.timestamps.then(|| {
+            let bytes = u64::from(2 * CHUNK) * 8;
+            Queries {
+                set: gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("sampler.timestamps"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count: 2 * CHUNK,
+                }),
+                resolve: gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("sampler.resolve"),
+                    size: bytes,
+                    usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                    mapped_at_creation: false,
+                }),
+                readback: gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("sampler.readback"),
+                    size: bytes,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                }),
+                period_ns: f64::from(gpu.queue.get_timestamp_period()),
+            }
+        });
+        Timer {
+            gpu,
+            job,
+            queries,
+            next_slot: 0,
+        }
+    }
+
+    fn method(&self) -> TimingMethod {
+        if self.queries.is_some() {
+            TimingMethod::GpuTimestamp
+        } else {
+            TimingMethod::Host
+        }
+    }
+
+    fn gpu_err(&self, reason: String) -> Error {
+        Error::Gpu {
+            kernel: self.job.kernel.to_string(),
+            reason,
+        }
+    }
+
+    /// Record one sample: a compute pass of `batch` iterations.
+    fn encode_sample(&mut self, encoder: &mut wgpu::CommandEncoder, batch: u32, index: u32) {
+        let timestamp_writes = self
+            .queries
+            .as_ref()
+            .map(|q| wgpu::ComputePassTimestampWrites {
+                query_set: &q.set,
+                beginning_of_pass_write_index: Some(2 * index),
+                end_of_pass_write_index: Some(2 * index + 1),
+            });
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(self.job.kernel),
+            timestamp_writes,
+        });
+        for _ in 0..batch {
+            for _ in 0..self.job.repeat {
+                self.job.prepared.encode(&mut pass, self.next_slot);
+            }
+            self.next_slot = (self.next_slot + 1) % self.job.slots;
+        }
+    }
+
+    fn wait(&self) -> Result<()> {
+        self.gpu
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(drop)
+            .map_err(|e| self.gpu_err(format!("poll: {e}")))
+    }
+
+    /// Seconds taken by each of `count` samples of `batch` iterations.
+    fn samples(&mut self, count: u32, batch: u32) -> Result<Vec<f64>> {
+        if self.queries.is_none() {
+            return (0..count).map(|_| self.host_sample(batch)).collect();
+        }
+        let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
+        for i in 0..count {
+            self.encode_sample(&mut encoder, batch, i);
+        }
+        let q = self.queries.as_ref().expect("checked above");
+        encoder.resolve_query_set(&q.set, 0..2 * count, &q.resolve, 0);
+        encoder.copy_buffer_to_buffer(&q.resolve, 0, &q.readback, 0, u64::from(2 * count) * 8);
+        self.gpu.queue.submit([encoder.finish()]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        q.readback
+            .slice(..)
+            .map_async(wgpu::MapMode::Read, move |r| drop(tx.send(r)));
+        self.wait()?;
+        rx.recv()
+            .map_err(|e| self.gpu_err(format!("timestamp map: {e}")))?
+            .map_err(|e| self.gpu_err(format!("timestamp map: {e}")))?;
+        let ticks: Vec<u64> = {
+            let view = q
+                .readback
+                .slice(..)
+                .get_mapped_range()
+                .map_err(|e| self.gpu_err(format!("timestamp range: {e}")))?;
+            bytemuck::cast_slice(&view).to_vec()
+        };
+        q.readback.unmap();
+        let period_ns = q.period_ns;
+        let mut out = Vec::with_capacity(count as usize);
+        for pair in ticks.chunks_exact(2).take(count as usize) {
+            if pair[1] <= pair[0] {
+                return Err(self.gpu_err(format!(
+                    "GPU timestamps did not advance across a pass ({} → {})",
+                    pair[0], pair[1]
+                )));
+            }
+            out.push((pair[1] - pair[0]) as f64 * period_ns * 1e-9);
+        }
+        Ok(out)
+    }
+
+    fn host_sample(&mut self, batch: u32) -> Result<f64> {
+        let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
+        self.encode_sample(&mut encoder, batch, 0);
+        let start = Instant::now();
+        self.gpu.queue.submit([encoder.finish()]);
+        self.wait()?;
+        Ok(start.elapsed().as_secs_f64())
+    }
+}

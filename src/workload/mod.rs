@@ -1,0 +1,423 @@
+//! Workloads: one WGSL kernel each, with its parameters, work counts and CPU reference.
+//!
+//! A kernel's name is the same everywhere: `shaders/<name>.wgsl`, `workload/<name>.rs`, the metric
+//! label and the baseline key. A [`Kernel`] builds a [`Prepared`] instance once (pipelines, buffers,
+//! random inputs); the sampler then encodes it many times and asks it to verify its outputs.
+
+mod copy;
+mod reduce_sum;
+mod sgemm;
+pub mod suite;
+mod xor_transform;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+use wgpu::util::DeviceExt;
+
+use crate::device::Gpu;
+use crate::error::{Error, Result};
+
+/// Every kernel this build knows, in suite order.
+pub fn all() -> [&'static dyn Kernel; 4] {
+    [
+        &copy::Copy,
+        &reduce_sum::ReduceSum,
+        &sgemm::Sgemm,
+        &xor_transform::XorTransform,
+    ]
+}
+
+pub fn find(name: &str) -> Result<&'static dyn Kernel> {
+    all().into_iter().find(|k| k.name() == name).ok_or_else(|| {
+        let known: Vec<_> = all().iter().map(|k| k.name()).collect();
+        Error::Usage(format!(
+            "unknown kernel {name:?}; known: {}",
+            known.join(", ")
+        ))
+    })
+}
+
+/// A kernel's problem size, e.g. `{n: 1048576}` or `{m, n, k}`. Part of the baseline key.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Params(pub BTreeMap<String, u64>);
+
+impl Params {
+    pub fn new<const N: usize>(pairs: [(&str, u64); N]) -> Self {
+        Params(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+    }
+
+    /// A required parameter, with an error that names the kernel and the parameter.
+    pub fn get(&self, kernel: &str, name: &str) -> Result<u64> {
+        match self.0.get(name) {
+            Some(&v) if v > 0 => Ok(v),
+            Some(_) => Err(Error::Usage(format!(
+                "{kernel}: parameter {name} must be > 0"
+            ))),
+            None => Err(Error::Usage(format!("{kernel}: missing parameter {name}"))),
+        }
+    }
+}
+
+impl fmt::Display for Params {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<_> = self.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        f.write_str(&parts.join(","))
+    }
+}
+
+/// The key of a kernel instance: name plus parameters, e.g. `sgemm[k=256,m=256,n=256]`.
+pub fn instance_key(kernel: &str, params: &Params) -> String {
+    format!("{kernel}[{params}]")
+}
+
+/// Bytes moved and floating-point operations done by one iteration of a kernel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Work {
+    pub bytes: u64,
+    pub flops: u64,
+}
+
+/// What a kernel's rate is reported in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unit {
+    /// Bytes per second (GB/s in tables).
+    Bandwidth,
+    /// FLOP per second (GFLOP/s in tables).
+    Flops,
+}
+
+impl Unit {
+    /// The rate in the table unit (GB/s or GFLOP/s) for one iteration taking `seconds`.
+    pub fn rate(self, work: Work, seconds: f64) -> f64 {
+        let amount = match self {
+            Unit::Bandwidth => work.bytes,
+            Unit::Flops => work.flops,
+        };
+        amount as f64 / seconds / 1e9
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Unit::Bandwidth => "GB/s",
+            Unit::Flops => "GFLOP/s",
+        }
+    }
+}
+
+/// The outcome of comparing a kernel's outputs with its CPU reference.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Verification {
+    pub ok: bool,
+    /// How many output values were compared.
+    pub checked: u64,
+    /// Largest error seen, in the unit of the tolerance.
+    pub max_error: f64,
+    pub tolerance: f64,
+    /// What failed, or what was compared.
+    pub detail: String,
+}
+
+impl Verification {
+    pub fn exact(checked: u64, mismatches: u64, what: &str, first_bad: Option<usize>) -> Self {
+        Verification {
+            ok: mismatches == 0,
+            checked,
+            max_error: mismatches as f64,
+            tolerance: 0.0,
+            detail: match first_bad {
+                None => format!("{what}: {checked} values bit-exact"),
+                Some(i) => {
+                    format!("{what}: {mismatches} of {checked} values differ, first at index {i}")
+                }
+            },
+        }
+    }
+
+    /// Combine checks of several outputs: all must pass.
+    pub fn all(parts: Vec<Verification>) -> Self {
+        Verification {
+            ok: parts.iter().all(|p| p.ok),
+            checked: parts.iter().map(|p| p.checked).sum(),
+            max_error: parts.iter().map(|p| p.max_error).fold(0.0, f64::max),
+            tolerance: parts.iter().map(|p| p.tolerance).fold(0.0, f64::max),
+            detail: parts
+                .iter()
+                .map(|p| p.detail.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+        }
+    }
+}
+
+/// A kernel family: knows its shader, its suites' sizes and how to build an instance.
+pub trait Kernel: Sync {
+    fn name(&self) -> &'static str;
+    /// What platform workload it mirrors.
+    fn describe(&self) -> &'static str;
+    fn unit(&self) -> Unit;
+    fn shader(&self) -> &'static str;
+    fn param_names(&self) -> &'static [&'static str];
+    /// Work of one iteration at `params`.
+    fn work(&self, params: &Params) -> Result<Work>;
+    /// Bytes of device memory one copy of the instance's buffers occupies.
+    fn footprint(&self, params: &Params) -> Result<u64>;
+    /// Build pipelines and `slots` independent sets of buffers (for cache-cold rotation), with
+    /// fresh random inputs from `rng` and poisoned outputs.
+    fn prepare(
+        &self,
+        gpu: &Gpu,
+        params: &Params,
+        slots: usize,
+        rng: &mut StdRng,
+    ) -> Result<Box<dyn Prepared>>;
+}
+
+/// A kernel instance ready to run: pipelines and buffers built once.
+pub trait Prepared {
+    /// Record one iteration using buffer set `slot` into an open compute pass.
+    fn encode(&self, pass: &mut wgpu::ComputePass<'_>, slot: usize);
+    /// Read back every slot's outputs and compare with the CPU reference.
+    fn verify(&self, gpu: &Gpu) -> Result<Verification>;
+}
+
+// ---- helpers shared by the kernels ----------------------------------------------------------
+
+/// A shader's pipelines, one per entry point, sharing one bind group layout (group 0).
+pub(crate) struct Pipelines {
+    pub layout: wgpu::BindGroupLayout,
+    pub entries: Vec<wgpu::ComputePipeline>,
+}
+
+/// The group-0 bindings a WGSL module declares, read with naga so kernels never restate them.
+pub fn bind_group_entries(
+    source: &str,
+) -> std::result::Result<Vec<wgpu::BindGroupLayoutEntry>, String> {
+    let module = naga::front::wgsl::parse_str(source).map_err(|e| e.emit_to_string(source))?;
+    let mut entries: Vec<_> = module
+        .global_variables
+        .iter()
+        .filter_map(|(_, var)| {
+            let binding = var.binding.as_ref().filter(|b| b.group == 0)?;
+            let ty = match var.space {
+                naga::AddressSpace::Uniform => wgpu::BufferBindingType::Uniform,
+                naga::AddressSpace::Storage { access } => wgpu::BufferBindingType::Storage {
+                    read_only: !access.contains(naga::StorageAccess::STORE),
+                },
+                _ => return None,
+            };
+            Some(wgpu::BindGroupLayoutEntry {
+                binding: binding.binding,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty,
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            })
+        })
+        .collect();
+    entries.sort_by_key(|e| e.binding);
+    Ok(entries)
+}
+
+pub(crate) fn pipelines(
+    gpu: &Gpu,
+    name: &str,
+    source: &str,
+    entry_points: &[&str],
+) -> Result<Pipelines> {
+    let entries = bind_group_entries(source).map_err(|reason| Error::Gpu {
+        kernel: name.to_string(),
+        reason: format!("shaders/{name}.wgsl: {reason}"),
+    })?;
+    let layout = gpu
+        .device
+        .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(name),
+            entries: &entries,
+        });
+    let pipeline_layout = gpu
+        .device
+        .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(name),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+    let module = gpu
+        .device
+        .create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(name),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
+    let entries = entry_points
+        .iter()
+        .map(|entry| {
+            gpu.device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(name),
+                    layout: Some(&pipeline_layout),
+                    module: &module,
+                    entry_point: Some(entry),
+                    compilation_options: Default::default(),
+                    cache: None,
+                })
+        })
+        .collect();
+    Ok(Pipelines { layout, entries })
+}
+
+/// A storage buffer holding `contents`.
+pub(crate) fn input_buffer(gpu: &Gpu, label: &str, contents: &[u8]) -> wgpu::Buffer {
+    gpu.device
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+        })
+}
+
+/// An output buffer filled with all-ones bits (NaN as f32, u32::MAX as u32), so a kernel that
+/// writes nothing cannot pass verification.
+pub(crate) fn poisoned_buffer(gpu: &Gpu, label: &str, bytes: u64) -> wgpu::Buffer {
+    input_buffer(gpu, label, &vec![0xFF; bytes as usize])
+}
+
+pub(crate) fn uniform_buffer(gpu: &Gpu, label: &str, words: [u32; 4]) -> wgpu::Buffer {
+    gpu.device
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytemuck::cast_slice(&words),
+            usage: wgpu::BufferUsages::UNIFORM,
+        })
+}
+
+/// Bind `buffers` to bindings 0, 1, 2, … of the shader's layout.
+pub(crate) fn bind_group(
+    gpu: &Gpu,
+    pipelines: &Pipelines,
+    buffers: &[&wgpu::Buffer],
+) -> wgpu::BindGroup {
+    let entries: Vec<_> = buffers
+        .iter()
+        .enumerate()
+        .map(|(i, b)| wgpu::BindGroupEntry {
+            binding: i as u32,
+            resource: b.as_entire_binding(),
+        })
+        .collect();
+    gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: None,
+        layout: &pipelines.layout,
+        entries: &entries,
+    })
+}
+
+/// Copy a buffer back to the host.
+pub(crate) fn read_back(gpu: &Gpu, kernel: &str, buffer: &wgpu::Buffer) -> Result<Vec<u8>> {
+    let gpu_err = |reason: String| Error::Gpu {
+        kernel: kernel.to_string(),
+        reason,
+    };
+    let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("readback"),
+        size: buffer.size(),
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut encoder = gpu.device.create_command_encoder(&Default::default());
+    encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, buffer.size());
+    gpu.queue.submit([encoder.finish()]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    staging
+        .slice(..)
+        .map_async(wgpu::MapMode::Read, move |r| drop(tx.send(r)));
+    gpu.device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| gpu_err(format!("poll: {e}")))?;
+    rx.recv()
+        .map_err(|e| gpu_err(format!("map: {e}")))?
+        .map_err(|e| gpu_err(format!("map: {e}")))?;
+    let bytes = staging
+        .slice(..)
+        .get_mapped_range()
+        .map_err(|e| gpu_err(format!("mapped range: {e}")))?
+        .to_vec();
+    staging.unmap();
+    Ok(bytes)
+}
+
+/// Workgroups for a grid-stride kernel over `items` with `per_group` invocations each: enough to
+/// fill the device, never more than the dispatch limit.
+pub(crate) fn grid_groups(gpu: &Gpu, items: u64, per_group: u64, cap: u32) -> u32 {
+    let needed = items.div_ceil(per_group).max(1);
+    needed
+        .min(u64::from(cap))
+        .min(u64::from(gpu.limits.max_compute_workgroups_per_dimension)) as u32
+}
+
+/// Check that `bytes` fits in one storage binding, naming the kernel and parameters if not.
+pub(crate) fn check_binding(gpu: &Gpu, kernel: &str, params: &Params, bytes: u64) -> Result<()> {
+    let max = gpu.max_binding_bytes();
+    if bytes > max {
+        return Err(Error::Usage(format!(
+            "{}: a {bytes}-byte buffer exceeds this adapter's storage binding limit of {max} bytes",
+            instance_key(kernel, params)
+        )));
+    }
+    Ok(())
+}
+
+/// Compare words bit for bit (copies, integer kernels, restored catalytic memory).
+pub(crate) fn compare_exact(what: &str, got: &[u32], want: &[u32]) -> Verification {
+    let mismatches = got.iter().zip(want).filter(|(g, w)| g != w).count() as u64
+        + got.len().abs_diff(want.len()) as u64;
+    let first = got.iter().zip(want).position(|(g, w)| g != w);
+    Verification::exact(want.len() as u64, mismatches, what, first)
+}
+
+/// Compare floats with an absolute tolerance per element; NaN never passes.
+pub(crate) fn compare_f32(
+    what: &str,
+    got: &[f32],
+    want: &[f64],
+    tolerance: &[f64],
+) -> Verification {
+    let mut worst = 0.0f64;
+    let mut worst_ratio = 0.0f64;
+    let mut bad = 0u64;
+    let mut first_bad = None;
+    for (i, ((&g, &w), &tol)) in got.iter().zip(want).zip(tolerance).enumerate() {
+        let err = (f64::from(g) - w).abs();
+        let ok = err <= tol; // false for NaN
+        if !ok {
+            bad += 1;
+            first_bad.get_or_insert((i, g, w));
+        }
+        let ratio = if tol > 0.0 { err / tol } else { err };
+        if ratio > worst_ratio || ratio.is_nan() {
+            worst_ratio = ratio;
+            worst = err;
+        }
+    }
+    let checked = got.len() as u64;
+    Verification {
+        ok: bad == 0 && got.len() == want.len(),
+        checked,
+        max_error: worst,
+        tolerance: tolerance.iter().copied().fold(0.0, f64::max),
+        detail: match first_bad {
+            None => format!("{what}: {checked} values within tolerance (worst at {worst_ratio:.3} of it)"),
+            Some((i, g, w)) => format!(
+                "{what}: {bad} of {checked} values out of tolerance, first at index {i}: got {g}, want {w}"
+            ),
+        },
+    }
+}

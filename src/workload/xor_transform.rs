@@ -1,0 +1,170 @@
+//! `xor_transform`: the catalytic-memory check. The kernel borrows an auxiliary buffer full of
+//! someone else's data, transforms it with a key, computes a result from it, and must restore it
+//! bit-exactly. Reports GB/s of all bytes moved by the three steps (each reads two words and
+//! writes one per element, as PyTorch's in-place xor is counted).
+
+use rand::rngs::StdRng;
+use rand::Rng;
+
+use super::{Kernel, Params, Prepared, Unit, Verification, Work};
+use crate::device::Gpu;
+use crate::error::{Error, Result};
+
+pub struct XorTransform;
+
+const NAME: &str = "xor_transform";
+
+fn len(params: &Params) -> Result<u64> {
+    let n = params.get(NAME, "n")?;
+    if n % 4 != 0 {
+        return Err(Error::Usage(format!(
+            "{NAME}: n={n} must be a multiple of 4"
+        )));
+    }
+    Ok(n)
+}
+
+impl Kernel for XorTransform {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+    fn describe(&self) -> &'static str {
+        "catalytic transform: borrow aux memory, use it, restore it bit-exactly; GB/s"
+    }
+    fn unit(&self) -> Unit {
+        Unit::Bandwidth
+    }
+    fn shader(&self) -> &'static str {
+        include_str!("../../shaders/xor_transform.wgsl")
+    }
+    fn param_names(&self) -> &'static [&'static str] {
+        &["n"]
+    }
+    fn work(&self, params: &Params) -> Result<Work> {
+        // transform, consume, transform again: 3 steps × (2 reads + 1 write) × 4 bytes.
+        Ok(Work {
+            bytes: 3 * 3 * 4 * len(params)?,
+            flops: 0,
+        })
+    }
+    fn footprint(&self, params: &Params) -> Result<u64> {
+        Ok(3 * 4 * len(params)?)
+    }
+
+    fn prepare(
+        &self,
+        gpu: &Gpu,
+        params: &Params,
+        slots: usize,
+        rng: &mut StdRng,
+    ) -> Result<Box<dyn Prepared>> {
+        let n = len(params)?;
+        super::check_binding(gpu, NAME, params, 4 * n)?;
+        let pipelines = super::pipelines(gpu, NAME, self.shader(), &["transform", "consume"])?;
+        let groups = super::grid_groups(gpu, n / 4, 256, 65535);
+        let mut sets = Vec::with_capacity(slots);
+        for _ in 0..slots {
+            // A zero key would make the transform trivially visible; draw a non-zero one.
+            let key = rng.random_range(1..=u32::MAX);
+            let x: Vec<u32> = (0..n).map(|_| rng.random()).collect();
+            let aux: Vec<u32> = (0..n).map(|_| rng.random()).collect();
+            let uniform = super::uniform_buffer(gpu, "xor_transform.params", [key, 0, 0, 0]);
+            let x_buf = super::input_buffer(gpu, "xor_transform.x", bytemuck::cast_slice(&x));
+            let aux_buf = super::input_buffer(gpu, "xor_transform.aux", bytemuck::cast_slice(&aux));
+            let out_buf = super::poisoned_buffer(gpu, "xor_transform.out", 4 * n);
+            let bind = super::bind_group(gpu, &pipelines, &[&uniform, &x_buf, &aux_buf, &out_buf]);
+            sets.push(Slot {
+                key,
+                x,
+                aux,
+                aux_buf,
+                out_buf,
+                bind,
+            });
+        }
+        Ok(Box::new(XorRun {
+            pipelines,
+            sets,
+            groups,
+        }))
+    }
+}
+
+struct Slot {
+    key: u32,
+    x: Vec<u32>,
+    aux: Vec<u32>,
+    aux_buf: wgpu::Buffer,
+    out_buf: wgpu::Buffer,
+    bind: wgpu::BindGroup,
+}
+
+struct XorRun {
+    /// Entry points `transform`, then `consume`.
+    pipelines: super::Pipelines,
+    sets: Vec<Slot>,
+    groups: u32,
+}
+
+impl Prepared for XorRun {
+    fn encode(&self, pass: &mut wgpu::ComputePass<'_>, slot: usize) {
+        let [transform, consume] = &self.pipelines.entries[..] else {
+            unreachable!("two entry points")
+        };
+        pass.set_bind_group(0, &self.sets[slot].bind, &[]);
+        // Borrow (transform), use (consume), give back (transform again: XOR undoes itself).
+        for pipeline in [transform, consume, transform] {
+            pass.set_pipeline(pipeline);
+            pass.dispatch_workgroups(self.groups, 1, 1);
+        }
+    }
+
+    fn verify(&self, gpu: &Gpu) -> Result<Verification> {
+        let mut parts = Vec::new();
+        for set in &self.sets {
+            let out = super::read_back(gpu, NAME, &set.out_buf)?;
+            let aux = super::read_back(gpu, NAME, &set.aux_buf)?;
+            parts.push(reference::check_out(
+                bytemuck::cast_slice(&out),
+                &set.x,
+                &set.aux,
+                set.key,
+            ));
+            parts.push(reference::check_restored(
+                bytemuck::cast_slice(&aux),
+                &set.aux,
+            ));
+        }
+        Ok(Verification::all(parts))
+    }
+}
+
+/// CPU reference for the catalytic transform.
+pub mod reference {
+    use super::Verification;
+
+    pub fn mix(v: u32, key: u32) -> u32 {
+        (v ^ key).wrapping_mul(0x9E37_79B1)
+    }
+
+    /// `out = (aux ^ mix(x)) + x`, computed from the original aux.
+    pub fn expected_out<'a>(
+        x: &'a [u32],
+        aux: &'a [u32],
+        key: u32,
+    ) -> impl Iterator<Item = u32> + 'a {
+        x.iter()
+            .zip(aux)
+            .map(move |(&x, &a)| (a ^ mix(x, key)).wrapping_add(x))
+    }
+
+    pub fn check_out(got: &[u32], x: &[u32], aux: &[u32], key: u32) -> Verification {
+        let want: Vec<u32> = expected_out(x, aux, key).collect();
+        super::super::compare_exact("out", got, &want)
+    }
+
+    /// The borrowed memory must come back exactly as it was lent.
+    pub fn check_restored(got: &[u32], original: &[u32]) -> Verification {
+        super::super::compare_exact("aux restored", got, original)
+    }
+}
