@@ -19,6 +19,10 @@ use crate::workload::{instance_key, Params, Unit, Work};
 pub const SCHEMA_VERSION: u32 = 1;
 /// Run-to-run noise cannot be estimated from fewer runs.
 pub const MIN_RUNS: usize = 2;
+/// Runs `record` makes by default. With five, a device whose processes fall into two speed modes
+/// (seen on an H100) lands all runs in one mode 6 % of the time, and a later process in the other
+/// mode then looks like a regression; with ten, 0.2 %.
+pub const DEFAULT_RUNS: usize = 10;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -95,7 +95,7 @@ pub struct RecordArgs {
     #[arg(long, value_enum, default_value_t = Suite::Quick)]
     pub suite: Suite,
     /// Independent runs, each in its own process; their spread is the run-to-run noise.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = baseline::DEFAULT_RUNS)]
     pub runs: usize,
     /// Baseline file to write or update [default: BASELINES/<device-key>.json].
     #[arg(long, value_name = "FILE")]

@@ -14,8 +14,9 @@ use crate::stats;
 
 /// Default practical threshold: a 5 % slowdown.
 pub const DEFAULT_THRESHOLD: f64 = 0.05;
-/// One-sided false-alarm rate of the significance test.
-pub const DEFAULT_ALPHA: f64 = 0.01;
+/// One-sided false-alarm rate of the significance test: at most 1 % of A/A checks may fail, so
+/// the test itself must sit below that.
+pub const DEFAULT_ALPHA: f64 = 0.005;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -244,5 +245,56 @@ pub fn gate(verdicts: &[Verdict]) -> GateOutcome {
         } else {
             "pass".into()
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runs(medians: &[f64]) -> RunMedians {
+        RunMedians {
+            medians_s: medians.to_vec(),
+            within_log_se: vec![0.001; medians.len()],
+        }
+    }
+
+    #[test]
+    fn verdicts() {
+        let base = runs(&[1.00, 1.01, 0.99, 1.00, 1.005, 0.995, 1.0, 1.01, 0.99, 1.0]);
+        let p = Policy::default();
+        assert_eq!(compare(&base, &runs(&[1.01]), p).verdict, Verdict::Pass);
+        assert_eq!(
+            compare(&base, &runs(&[1.30]), p).verdict,
+            Verdict::Regression
+        );
+        assert_eq!(
+            compare(&base, &runs(&[0.70]), p).verdict,
+            Verdict::Improvement
+        );
+        // Significant but below the practical threshold: pass.
+        assert_eq!(compare(&base, &runs(&[1.04]), p).verdict, Verdict::Pass);
+        let noisy = runs(&[1.0, 1.4, 0.7, 1.2, 0.8]);
+        assert_eq!(
+            compare(&noisy, &runs(&[1.1]), p).verdict,
+            Verdict::Inconclusive
+        );
+        // One run on each side cannot know run-to-run noise.
+        assert_eq!(
+            compare(&runs(&[1.0]), &runs(&[1.0]), p).verdict,
+            Verdict::Inconclusive
+        );
+    }
+
+    #[test]
+    fn gate_never_passes_what_was_not_validated() {
+        use Verdict::*;
+        assert_eq!(gate(&[]).exit_code, 3);
+        assert_eq!(gate(&[Inconclusive, Inconclusive]).exit_code, 3);
+        assert_eq!(gate(&[Pass, Inconclusive]).exit_code, 0);
+        assert_eq!(gate(&[Pass, Improvement]).exit_code, 0);
+        assert_eq!(gate(&[Pass, Regression]).exit_code, 1);
+        assert_eq!(gate(&[Pass, WrongResult]).exit_code, 1);
+        assert_eq!(gate(&[Inconclusive, WrongResult]).verdict, WrongResult);
     }
 }

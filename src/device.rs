@@ -258,11 +258,47 @@ impl Gpu {
 
     /// Largest storage buffer a kernel may bind on this device.
     pub fn max_binding_bytes(&self) -> u64 {
-        u64::from(self.limits.max_storage_buffer_binding_size).min(self.limits.max_buffer_size)
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
     }
 
     /// Software adapters get small problem sizes so CI stays fast.
     pub fn is_software(&self) -> bool {
         self.info.device_type == wgpu::DeviceType::Cpu
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fp(name: &str, cpu: Option<&str>) -> Fingerprint {
+        Fingerprint {
+            name: name.into(),
+            vendor_id: 0x10de,
+            device_id: 0x2330,
+            device_type: if cpu.is_some() { "Cpu" } else { "DiscreteGpu" }.into(),
+            driver: "NVIDIA".into(),
+            driver_info: "580.159.04".into(),
+            backend: "vulkan".into(),
+            cpu_model: cpu.map(String::from),
+        }
+    }
+
+    #[test]
+    fn device_keys_follow_gpu_feature_discovery() {
+        assert_eq!(
+            fp("NVIDIA H100 80GB HBM3", None).device_key(),
+            "NVIDIA-H100-80GB-HBM3-vulkan"
+        );
+        assert_eq!(
+            fp(
+                "llvmpipe (LLVM 15.0.6, 256 bits)",
+                Some("Intel(R) Xeon(R) Processor @ 2.50GHz")
+            )
+            .device_key(),
+            "llvmpipe-LLVM-15.0.6-256-bits-on-Intel-Xeon-Processor-2.50GHz-vulkan"
+        );
     }
 }

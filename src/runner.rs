@@ -185,3 +185,22 @@ pub fn run_in_children(choice: &AdapterChoice, plan: &Plan, runs: usize) -> Resu
     }
     Ok(results)
 }
+
+/// Run one iteration on every buffer set, untimed: a correctness-only pass.
+pub fn execute_once(gpu: &Gpu, prepared: &dyn workload::Prepared, slots: usize) -> Result<()> {
+    let mut encoder = gpu.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        for slot in 0..slots {
+            prepared.encode(&mut pass, slot);
+        }
+    }
+    gpu.queue.submit([encoder.finish()]);
+    gpu.device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map(drop)
+        .map_err(|e| Error::Gpu {
+            kernel: "execute_once".into(),
+            reason: e.to_string(),
+        })
+}

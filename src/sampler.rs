@@ -188,7 +188,7 @@ pub fn measure(gpu: &Gpu, job: &Job<'_>, cfg: &SamplerConfig) -> Result<Measurem
         let times = timer.samples(CHUNK, batch)?;
         samples.extend(times.iter().map(|t| t / f64::from(batch)));
         if samples.len() >= cfg.min_samples
-            && stats::summarize(&samples).rel_ci_half_width() <= cfg.noise_target
+            && stats::rel_ci_half_width(&samples) <= cfg.noise_target
         {
             break StopReason::NoiseTarget;
         }

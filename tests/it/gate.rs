@@ -1,0 +1,137 @@
+//! The gate end to end through the binary: A/A passes, a real slowdown fails.
+
+use crate::{gpugate, recorded_baseline, timing_lock, SOFTWARE_THRESHOLD};
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn record_then_check_on_the_same_device_passes() {
+    let baseline = recorded_baseline();
+    let _lock = timing_lock();
+    let out = gpugate()
+        .args(["check", "--threshold", SOFTWARE_THRESHOLD, "--baselines"])
+        .arg(baseline)
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "A/A check did not pass:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !text.contains("regression") && !text.contains("wrong_result"),
+        "{text}"
+    );
+    assert!(text.contains(" pass "), "no kernel passed:\n{text}");
+}
+
+#[test]
+fn a_real_slowdown_fails_the_gate_and_names_the_kernel() {
+    let baseline = recorded_baseline();
+    let _lock = timing_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    // The test-only variant encodes copy eight times per iteration: eight times the real work,
+    // far beyond the software threshold and its noise margin.
+    let out = gpugate()
+        .args([
+            "check",
+            "--threshold",
+            SOFTWARE_THRESHOLD,
+            "--kernel",
+            "copy",
+            "--test-slowdown",
+            "copy=8",
+            "--baselines",
+        ])
+        .arg(baseline)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "slowdown not caught:\n{text}");
+    assert!(text.contains("regression copy[n="), "{text}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let row = &report["rows"][0];
+    assert_eq!(row["verdict"], "regression");
+    assert!(row["comparison"]["ratio"].as_f64().unwrap() > 3.0, "{row}");
+    assert_eq!(report["outcome"]["exit_code"], 1);
+}
+
+#[test]
+fn run_measures_and_verifies_without_a_baseline() {
+    let _lock = timing_lock();
+    let out = gpugate()
+        .args([
+            "--format",
+            "json",
+            "run",
+            "--kernel",
+            "sgemm",
+            "--max-time",
+            "0.2",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = &report["rows"][0];
+    assert_eq!(row["kernel"], "sgemm");
+    assert_eq!(row["verification"]["ok"], true);
+    assert!(row["rate"].as_f64().unwrap() > 0.0);
+    let samples = report["runs"][0]["kernels"][0]["measurement"]["samples_s"]
+        .as_array()
+        .unwrap();
+    assert!(samples.len() >= 10, "raw samples are kept");
+}
+
+#[test]
+fn record_writes_a_loadable_baseline_with_run_to_run_spread() {
+    let baseline = gpugate::baseline::load(recorded_baseline()).unwrap();
+    assert_eq!(baseline.schema_version, gpugate::baseline::SCHEMA_VERSION);
+    assert_eq!(baseline.kernels.len(), 4);
+    for k in &baseline.kernels {
+        assert_eq!(k.runs.len(), gpugate::baseline::DEFAULT_RUNS, "{}", k.key);
+        assert!(k.runs.iter().all(|r| !r.samples_s.is_empty()));
+        assert!(
+            k.between_run_rel_sd > 0.0,
+            "{}: separate processes never time identically",
+            k.key
+        );
+    }
+    if baseline.fingerprint.device_type == "Cpu" {
+        assert!(
+            baseline.fingerprint.cpu_model.is_some(),
+            "software baselines carry the CPU"
+        );
+    }
+}
+
+#[test]
+fn shipped_baselines_are_valid_and_named_by_their_key() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("baselines");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let b = gpugate::baseline::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(path.file_stem().unwrap().to_str().unwrap(), b.device_key);
+            assert!(b.kernels.len() >= 4, "{} covers the suite", path.display());
+            count += 1;
+        }
+    }
+    assert!(
+        count >= 1,
+        "baselines/ ships at least the software-Vulkan baseline"
+    );
+}

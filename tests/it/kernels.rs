@@ -1,0 +1,129 @@
+//! Every kernel against its CPU reference, on the adapter gpugate picks, at several shapes —
+//! including sizes that are not multiples of the 256-wide workgroup or the 64×64 sgemm tile.
+
+use gpugate::device::{AdapterChoice, Gpu};
+use gpugate::runner;
+use gpugate::workload::{self, Params};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+fn gpu() -> Gpu {
+    Gpu::open(&AdapterChoice::default()).expect("tests need an adapter (CI installs lavapipe)")
+}
+
+/// Prepare with two buffer sets, optionally run once, and verify.
+fn verify(gpu: &Gpu, kernel: &str, params: Params, run: bool) -> workload::Verification {
+    let kernel = workload::find(kernel).unwrap();
+    let mut rng = StdRng::seed_from_u64(7);
+    let prepared = gpu
+        .scoped(kernel.name(), || kernel.prepare(gpu, &params, 2, &mut rng))
+        .unwrap();
+    if run {
+        runner::execute_once(gpu, prepared.as_ref(), 2).unwrap();
+    }
+    prepared.verify(gpu).unwrap()
+}
+
+fn shapes() -> Vec<(&'static str, Params)> {
+    let n = |n| Params::new([("n", n)]);
+    let mnk = |m, nn, k| Params::new([("m", m), ("n", nn), ("k", k)]);
+    vec![
+        ("copy", n(4)),
+        ("copy", n(4 * 1001)),
+        ("copy", n(1 << 18)),
+        ("reduce_sum", n(4)),
+        ("reduce_sum", n(4 * 1001)),
+        // More vec4s than 1024 workgroups × 256 invocations: the grid-stride loop must wrap.
+        ("reduce_sum", n(4 * (1024 * 256 + 77))),
+        ("sgemm", mnk(1, 1, 1)),
+        ("sgemm", mnk(65, 33, 17)),
+        ("sgemm", mnk(128, 128, 128)),
+        ("sgemm", mnk(100, 70, 130)),
+        ("xor_transform", n(4)),
+        ("xor_transform", n(4 * 1001)),
+        ("xor_transform", n(1 << 16)),
+    ]
+}
+
+#[test]
+fn every_kernel_matches_its_cpu_reference() {
+    let _lock = crate::shared_lock();
+    let gpu = gpu();
+    for (kernel, params) in shapes() {
+        let v = verify(&gpu, kernel, params.clone(), true);
+        assert!(v.ok, "{kernel}[{params}]: {}", v.detail);
+        assert!(v.checked > 0, "{kernel}[{params}] checked nothing");
+    }
+    // Every registered kernel is covered at two shapes at least.
+    for k in workload::all() {
+        let count = shapes()
+            .iter()
+            .filter(|(name, _)| *name == k.name())
+            .count();
+        assert!(count >= 2, "{} is tested at {count} shape(s)", k.name());
+    }
+}
+
+#[test]
+fn a_kernel_that_did_not_run_fails_verification() {
+    let _lock = crate::shared_lock();
+    // Outputs start poisoned (all bits set), so skipping the dispatch cannot pass.
+    let _lock = crate::shared_lock();
+    let gpu = gpu();
+    for (kernel, params) in shapes()
+        .into_iter()
+        .filter(|(_, p)| p.0.values().all(|&v| v > 4))
+    {
+        let v = verify(&gpu, kernel, params.clone(), false);
+        assert!(
+            !v.ok,
+            "{kernel}[{params}] passed without running: {}",
+            v.detail
+        );
+    }
+}
+
+#[test]
+fn sizes_beyond_the_binding_limit_are_a_clear_error() {
+    let _lock = crate::shared_lock();
+    let gpu = gpu();
+    let too_big = gpu.max_binding_bytes() / 4 + 4;
+    let kernel = workload::find("copy").unwrap();
+    let mut rng = StdRng::seed_from_u64(1);
+    let err = kernel
+        .prepare(
+            &gpu,
+            &Params::new([("n", too_big - too_big % 4)]),
+            1,
+            &mut rng,
+        )
+        .err()
+        .expect("an over-limit buffer must be refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("copy[n=") && text.contains("binding limit"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_parameters_name_the_kernel_and_parameter() {
+    let _lock = crate::shared_lock();
+    let gpu = gpu();
+    let mut rng = StdRng::seed_from_u64(1);
+    let sgemm = workload::find("sgemm").unwrap();
+    let err = sgemm
+        .prepare(&gpu, &Params::new([("m", 4), ("n", 4)]), 1, &mut rng)
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("sgemm: missing parameter k"),
+        "{err}"
+    );
+    let copy = workload::find("copy").unwrap();
+    let err = copy
+        .prepare(&gpu, &Params::new([("n", 6)]), 1, &mut rng)
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("multiple of 4"), "{err}");
+}

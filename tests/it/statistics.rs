@@ -1,0 +1,151 @@
+//! The comparison's error rates on simulated noise: each run's samples are log-normal around a
+//! run centre that itself moves between processes, as seen on real devices.
+
+use gpugate::baseline::DEFAULT_RUNS;
+use gpugate::compare::{self, Policy, RunMedians, Verdict};
+use gpugate::stats;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, Normal};
+
+struct Noise {
+    /// Relative sd of a process's centre around the true time.
+    between: f64,
+    /// Relative sd of one sample within a process.
+    within: f64,
+    samples: usize,
+    /// Probability that a process lands in a slow mode, and how much slower it is.
+    bimodal: Option<(f64, f64)>,
+}
+
+fn run(rng: &mut StdRng, noise: &Noise, true_s: f64) -> stats::Summary {
+    let mut centre = true_s * Normal::new(0.0, noise.between).unwrap().sample(rng).exp();
+    if let Some((p, factor)) = noise.bimodal {
+        if rng.random_bool(p) {
+            centre *= factor;
+        }
+    }
+    let within = Normal::new(0.0, noise.within).unwrap();
+    let samples: Vec<f64> = (0..noise.samples)
+        .map(|_| centre * within.sample(rng).exp())
+        .collect();
+    stats::summarize(&samples)
+}
+
+/// Fraction of trials judged `Regression` when the current runs are `shift` times slower.
+fn regression_rate(
+    noise: &Noise,
+    shift: f64,
+    baseline_runs: usize,
+    trials: usize,
+    seed: u64,
+) -> (f64, f64) {
+    // CPU-heavy: keep off the cores while a timing test runs.
+    let _lock = crate::shared_lock();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (mut regressions, mut inconclusive) = (0, 0);
+    for _ in 0..trials {
+        let base: Vec<_> = (0..baseline_runs)
+            .map(|_| run(&mut rng, noise, 1e-3))
+            .collect();
+        let cur = [run(&mut rng, noise, 1e-3 * shift)];
+        let c = compare::compare(
+            &RunMedians::from_summaries(&base),
+            &RunMedians::from_summaries(&cur),
+            Policy::default(),
+        );
+        match c.verdict {
+            Verdict::Regression => regressions += 1,
+            Verdict::Inconclusive => inconclusive += 1,
+            _ => {}
+        }
+    }
+    (
+        regressions as f64 / trials as f64,
+        inconclusive as f64 / trials as f64,
+    )
+}
+
+const TRIALS: usize = 2000;
+
+#[test]
+fn false_alarms_at_most_one_percent_and_detection_at_least_95_percent() {
+    // A quiet GPU: 1 % between processes, 2 % between samples.
+    let quiet = Noise {
+        between: 0.01,
+        within: 0.02,
+        samples: 50,
+        bimodal: None,
+    };
+    let (false_alarms, _) = regression_rate(&quiet, 1.0, DEFAULT_RUNS, TRIALS, 1);
+    assert!(false_alarms <= 0.01, "A/A false-alarm rate {false_alarms}");
+    // A shift of twice the 5 % threshold.
+    let (detected, _) = regression_rate(&quiet, 1.10, DEFAULT_RUNS, TRIALS, 2);
+    assert!(detected >= 0.95, "detection of a 10 % slowdown {detected}");
+}
+
+#[test]
+fn noisy_nodes_are_inconclusive_not_failed() {
+    // Between-process noise larger than the threshold: the gate must not cry wolf.
+    let noisy = Noise {
+        between: 0.08,
+        within: 0.02,
+        samples: 50,
+        bimodal: None,
+    };
+    let (false_alarms, inconclusive) = regression_rate(&noisy, 1.0, DEFAULT_RUNS, TRIALS, 3);
+    assert!(
+        false_alarms <= 0.01,
+        "noisy A/A false-alarm rate {false_alarms}"
+    );
+    assert!(
+        inconclusive >= 0.9,
+        "noisy A/A should mostly be inconclusive, was {inconclusive}"
+    );
+    // A gross slowdown is still caught through the noise.
+    let (detected, _) = regression_rate(&noisy, 2.0, DEFAULT_RUNS, TRIALS, 4);
+    assert!(
+        detected >= 0.95,
+        "detection of a 2× slowdown on a noisy node {detected}"
+    );
+}
+
+#[test]
+fn bimodal_processes_do_not_cause_false_alarms() {
+    // As seen on an H100: half the processes ran a kernel 1.8× slower, each steady within itself.
+    // Within-run statistics alone would call every slow process a regression.
+    let bimodal = Noise {
+        between: 0.002,
+        within: 0.002,
+        samples: 50,
+        bimodal: Some((0.5, 1.8)),
+    };
+    let (false_alarms, _) = regression_rate(&bimodal, 1.0, DEFAULT_RUNS, TRIALS, 5);
+    assert!(
+        false_alarms <= 0.01,
+        "bimodal A/A false-alarm rate {false_alarms}"
+    );
+}
+
+#[test]
+fn within_run_statistics_alone_would_fail_the_bimodal_case() {
+    // The counterfactual that motivates run-to-run statistics: comparing one run's median with
+    // one baseline run's median using only within-run CIs flags about half of all A/A checks.
+    let bimodal = Noise {
+        between: 0.002,
+        within: 0.002,
+        samples: 50,
+        bimodal: Some((0.5, 1.8)),
+    };
+    let mut rng = StdRng::seed_from_u64(6);
+    let mut flagged = 0;
+    for _ in 0..TRIALS {
+        let a = run(&mut rng, &bimodal, 1e-3);
+        let b = run(&mut rng, &bimodal, 1e-3);
+        if b.ci_low_s > a.ci_high_s && b.median_s / a.median_s > 1.05 {
+            flagged += 1;
+        }
+    }
+    let rate = flagged as f64 / TRIALS as f64;
+    assert!(rate > 0.15, "within-run-only false-alarm rate {rate}");
+}
