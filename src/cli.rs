@@ -13,7 +13,7 @@ use crate::device::{self, AdapterChoice, Gpu};
 use crate::error::{exit, Error, Result};
 use crate::report::{self, Reporter, Row};
 use crate::runner::{self, Plan, PlanItem, RunResult};
-use crate::sampler::SamplerConfig;
+use crate::sampler::{SamplerConfig, TimingMethod};
 use crate::workload::{self, suite, suite::Suite};
 
 const EXIT_CODES: &str = "\
@@ -74,6 +74,10 @@ pub struct MeasureArgs {
     /// Also write the full report (raw samples included) as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// How to time samples: GPU timestamps around each pass, or the host clock around submit + wait
+    /// [default: gpu-timestamp where the adapter has it; a check uses its baseline's].
+    #[arg(long, value_enum)]
+    pub timing: Option<TimingMethod>,
     /// Test only: encode KERNEL FACTOR times per iteration — real extra work, counted once.
     #[arg(long, value_name = "KERNEL=FACTOR", hide = true)]
     pub test_slowdown: Vec<String>,
@@ -328,6 +332,7 @@ fn suite_plan(gpu: &Gpu, suite: Suite, args: &MeasureArgs) -> Result<Plan> {
             repeat: slowdown.get(k.name()).map_or(1, |&f| f as u32),
             params,
             batch: None,
+            timing: args.timing,
         })
         .collect();
     Ok(Plan {
@@ -591,6 +596,7 @@ fn check(choice: &AdapterChoice, format: Format, args: &CheckArgs) -> Result<u8>
                 params: k.params.clone(),
                 batch: Some(k.batch),
                 repeat: slowdown.get(&k.kernel).map_or(1, |&f| f as u32),
+                timing: Some(args.measure.timing.unwrap_or(k.timing)),
             })
             .collect(),
         sampler: sampler_config(&gpu, &args.measure)?,

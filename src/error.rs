@@ -31,6 +31,10 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
+    /// The measurement asked for cannot be made on this adapter.
+    #[error("cannot validate here: {0}")]
+    CannotValidate(String),
+
     #[error("baseline file {}: {field}: {reason}", path.display())]
     BaselineFile {
         path: PathBuf,
@@ -67,7 +71,8 @@ impl Error {
             Error::NoAdapter(_)
             | Error::AdapterNotFound { .. }
             | Error::DeviceRequest { .. }
-            | Error::NoBaseline { .. } => exit::CANNOT_VALIDATE,
+            | Error::NoBaseline { .. }
+            | Error::CannotValidate(_) => exit::CANNOT_VALIDATE,
             Error::Usage(_) | Error::BaselineFile { .. } | Error::Io { .. } => exit::USAGE,
             Error::Gpu { .. } => exit::FAIL,
             Error::ChildRun { code, .. } => *code,

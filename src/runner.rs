@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::device::{AdapterChoice, Fingerprint, Gpu};
 use crate::error::{exit, Error, Result};
-use crate::sampler::{self, Measurement, SamplerConfig};
+use crate::sampler::{self, Measurement, SamplerConfig, TimingMethod};
 use crate::stats::{self, Summary};
 use crate::workload::{self, instance_key, Params, Unit, Verification, Work};
 
@@ -30,6 +30,9 @@ pub struct PlanItem {
     /// Test-only: encode the kernel this many times per iteration — real extra work, counted once.
     #[serde(default = "one")]
     pub repeat: u32,
+    /// Timing method (a check reuses the baseline's); None = GPU timestamps where available.
+    #[serde(default)]
+    pub timing: Option<TimingMethod>,
 }
 
 fn one() -> u32 {
@@ -95,6 +98,7 @@ pub fn run_in_process(gpu: &Gpu, plan: &Plan) -> Result<RunResult> {
             slots,
             batch: item.batch,
             repeat: item.repeat.max(1),
+            timing: item.timing,
         };
         let (measurement, verification) = gpu.scoped(&key, || {
             let measurement = sampler::measure(gpu, &job, &plan.sampler)?;

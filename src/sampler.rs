@@ -79,7 +79,7 @@ impl SamplerConfig {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum TimingMethod {
     /// Timestamps written by the GPU at the start and end of the compute pass.
@@ -129,9 +129,17 @@ pub struct Job<'a> {
     pub slots: usize,
     pub batch: Option<u32>,
     pub repeat: u32,
+    /// Timing method to use; None = GPU timestamps where the adapter has them.
+    pub timing: Option<TimingMethod>,
 }
 
 pub fn measure(gpu: &Gpu, job: &Job<'_>, cfg: &SamplerConfig) -> Result<Measurement> {
+    if job.timing == Some(TimingMethod::GpuTimestamp) && !gpu.timestamps {
+        return Err(Error::CannotValidate(format!(
+            "{} must be timed with GPU timestamps (as its baseline was), and this adapter has no timestamp queries",
+            job.kernel
+        )));
+    }
     let mut timer = Timer::new(gpu, job);
     let min_sample_s = match timer.method() {
         TimingMethod::GpuTimestamp => cfg.min_sample_s,
@@ -227,7 +235,8 @@ struct Queries {
 
 impl<'a> Timer<'a> {
     fn new(gpu: &'a Gpu, job: &'a Job<'a>) -> Self {
-        let queries = gpu.timestamps.then(|| {
+        let use_timestamps = gpu.timestamps && job.timing != Some(TimingMethod::Host);
+        let queries = use_timestamps.then(|| {
             let bytes = u64::from(2 * CHUNK) * 8;
             Queries {
                 set: gpu.device.create_query_set(&wgpu::QuerySetDescriptor {

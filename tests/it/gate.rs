@@ -135,3 +135,36 @@ fn shipped_baselines_are_valid_and_named_by_their_key() {
         "baselines/ ships at least the software-Vulkan baseline"
     );
 }
+
+#[test]
+fn host_timing_fallback_is_recorded_as_such() {
+    let _lock = timing_lock();
+    let out = gpugate()
+        .args([
+            "--format",
+            "json",
+            "run",
+            "--kernel",
+            "copy",
+            "--timing",
+            "host",
+            "--max-time",
+            "0.2",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["rows"][0]["timing"], "host");
+    assert_eq!(report["rows"][0]["verification"]["ok"], true);
+    let m = &report["runs"][0]["kernels"][0]["measurement"];
+    assert_eq!(m["timing"], "host");
+    // Host samples include submit and wait, so each batches up to at least a millisecond.
+    let per_sample = m["samples_s"][0].as_f64().unwrap() * m["batch"].as_f64().unwrap();
+    assert!(per_sample >= 0.5e-3, "{m}");
+}
