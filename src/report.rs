@@ -120,6 +120,17 @@ impl Reporter for Table {
                 writeln!(out, "{} {}: {}", c.verdict.as_str(), row.key, c.reason)?;
             }
         }
+        for row in r.rows.iter().filter(|r| r.stop != StopReason::NoiseTarget) {
+            let cap = match row.stop {
+                StopReason::SampleCap => "sample cap",
+                _ => "time cap",
+            };
+            writeln!(
+                out,
+                "sampling {}: stopped at the {cap} before the noise target",
+                row.key
+            )?;
+        }
         for note in &r.notes {
             writeln!(out, "note: {note}")?;
         }

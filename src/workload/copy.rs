@@ -6,22 +6,11 @@ use rand::Rng;
 
 use super::{Kernel, Params, Prepared, Unit, Verification, Work};
 use crate::device::Gpu;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 pub struct Copy;
 
 const NAME: &str = "copy";
-
-/// Number of f32 elements; must be a multiple of 4 (the kernel moves vec4s).
-fn len(params: &Params) -> Result<u64> {
-    let n = params.get(NAME, "n")?;
-    if n % 4 != 0 {
-        return Err(Error::Usage(format!(
-            "{NAME}: n={n} must be a multiple of 4"
-        )));
-    }
-    Ok(n)
-}
 
 impl Kernel for Copy {
     fn name(&self) -> &'static str {
@@ -41,12 +30,12 @@ impl Kernel for Copy {
     }
     fn work(&self, params: &Params) -> Result<Work> {
         Ok(Work {
-            bytes: 2 * 4 * len(params)?,
+            bytes: 2 * 4 * params.vec4_len(NAME)?,
             flops: 0,
         })
     }
     fn footprint(&self, params: &Params) -> Result<u64> {
-        Ok(2 * 4 * len(params)?)
+        Ok(2 * 4 * params.vec4_len(NAME)?)
     }
 
     fn prepare(
@@ -56,7 +45,7 @@ impl Kernel for Copy {
         slots: usize,
         rng: &mut StdRng,
     ) -> Result<Box<dyn Prepared>> {
-        let n = len(params)?;
+        let n = params.vec4_len(NAME)?;
         super::check_binding(gpu, NAME, params, 4 * n)?;
         let pipelines = super::pipelines(gpu, NAME, self.shader(), &["main"])?;
         let mut sets = Vec::with_capacity(slots);

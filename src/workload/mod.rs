@@ -62,6 +62,19 @@ impl Params {
     }
 }
 
+impl Params {
+    /// The element count `n` of a kernel that streams vec4s: positive and a multiple of 4.
+    pub fn vec4_len(&self, kernel: &str) -> Result<u64> {
+        let n = self.get(kernel, "n")?;
+        if n % 4 != 0 {
+            return Err(Error::Usage(format!(
+                "{kernel}: n={n} must be a multiple of 4"
+            )));
+        }
+        Ok(n)
+    }
+}
+
 impl fmt::Display for Params {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let parts: Vec<_> = self.0.iter().map(|(k, v)| format!("{k}={v}")).collect();

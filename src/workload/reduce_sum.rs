@@ -5,23 +5,13 @@ use rand::Rng;
 
 use super::{Kernel, Params, Prepared, Unit, Verification, Work};
 use crate::device::Gpu;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 pub struct ReduceSum;
 
 const NAME: &str = "reduce_sum";
 /// Workgroups of the first stage: enough to keep a large GPU's memory system busy.
 const MAX_PARTIALS: u32 = 1024;
-
-fn len(params: &Params) -> Result<u64> {
-    let n = params.get(NAME, "n")?;
-    if n % 4 != 0 {
-        return Err(Error::Usage(format!(
-            "{NAME}: n={n} must be a multiple of 4"
-        )));
-    }
-    Ok(n)
-}
 
 impl Kernel for ReduceSum {
     fn name(&self) -> &'static str {
@@ -40,14 +30,14 @@ impl Kernel for ReduceSum {
         &["n"]
     }
     fn work(&self, params: &Params) -> Result<Work> {
-        let n = len(params)?;
+        let n = params.vec4_len(NAME)?;
         Ok(Work {
             bytes: 4 * n,
             flops: n,
         })
     }
     fn footprint(&self, params: &Params) -> Result<u64> {
-        Ok(4 * len(params)?)
+        Ok(4 * params.vec4_len(NAME)?)
     }
 
     fn prepare(
@@ -57,7 +47,7 @@ impl Kernel for ReduceSum {
         slots: usize,
         rng: &mut StdRng,
     ) -> Result<Box<dyn Prepared>> {
-        let n = len(params)?;
+        let n = params.vec4_len(NAME)?;
         super::check_binding(gpu, NAME, params, 4 * n)?;
         let pipelines = super::pipelines(gpu, NAME, self.shader(), &["partial", "finish"])?;
         let groups = super::grid_groups(gpu, n / 4, 256, MAX_PARTIALS);

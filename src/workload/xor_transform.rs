@@ -8,21 +8,11 @@ use rand::Rng;
 
 use super::{Kernel, Params, Prepared, Unit, Verification, Work};
 use crate::device::Gpu;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 pub struct XorTransform;
 
 const NAME: &str = "xor_transform";
-
-fn len(params: &Params) -> Result<u64> {
-    let n = params.get(NAME, "n")?;
-    if n % 4 != 0 {
-        return Err(Error::Usage(format!(
-            "{NAME}: n={n} must be a multiple of 4"
-        )));
-    }
-    Ok(n)
-}
 
 impl Kernel for XorTransform {
     fn name(&self) -> &'static str {
@@ -43,12 +33,12 @@ impl Kernel for XorTransform {
     fn work(&self, params: &Params) -> Result<Work> {
         // transform, consume, transform again: 3 steps × (2 reads + 1 write) × 4 bytes.
         Ok(Work {
-            bytes: 3 * 3 * 4 * len(params)?,
+            bytes: 3 * 3 * 4 * params.vec4_len(NAME)?,
             flops: 0,
         })
     }
     fn footprint(&self, params: &Params) -> Result<u64> {
-        Ok(3 * 4 * len(params)?)
+        Ok(3 * 4 * params.vec4_len(NAME)?)
     }
 
     fn prepare(
@@ -58,7 +48,7 @@ impl Kernel for XorTransform {
         slots: usize,
         rng: &mut StdRng,
     ) -> Result<Box<dyn Prepared>> {
-        let n = len(params)?;
+        let n = params.vec4_len(NAME)?;
         super::check_binding(gpu, NAME, params, 4 * n)?;
         let pipelines = super::pipelines(gpu, NAME, self.shader(), &["transform", "consume"])?;
         let groups = super::grid_groups(gpu, n / 4, 256, 65535);

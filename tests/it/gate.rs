@@ -63,19 +63,12 @@ fn a_real_slowdown_fails_the_gate_and_names_the_kernel() {
     assert_eq!(report["outcome"]["exit_code"], 1);
 }
 
-#[test]
-fn run_measures_and_verifies_without_a_baseline() {
+/// `gpugate --format json run …` with a short time cap; asserts exit 0 and returns the report.
+fn run_json(args: &[&str]) -> serde_json::Value {
     let _lock = timing_lock();
     let out = gpugate()
-        .args([
-            "--format",
-            "json",
-            "run",
-            "--kernel",
-            "sgemm",
-            "--max-time",
-            "0.2",
-        ])
+        .args(["--format", "json", "run", "--max-time", "0.2"])
+        .args(args)
         .output()
         .unwrap();
     assert_eq!(
@@ -84,7 +77,12 @@ fn run_measures_and_verifies_without_a_baseline() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn run_measures_and_verifies_without_a_baseline() {
+    let report = run_json(&["--kernel", "sgemm"]);
     let row = &report["rows"][0];
     assert_eq!(row["kernel"], "sgemm");
     assert_eq!(row["verification"]["ok"], true);
@@ -138,28 +136,7 @@ fn shipped_baselines_are_valid_and_named_by_their_key() {
 
 #[test]
 fn host_timing_fallback_is_recorded_as_such() {
-    let _lock = timing_lock();
-    let out = gpugate()
-        .args([
-            "--format",
-            "json",
-            "run",
-            "--kernel",
-            "copy",
-            "--timing",
-            "host",
-            "--max-time",
-            "0.2",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = run_json(&["--kernel", "copy", "--timing", "host"]);
     assert_eq!(report["rows"][0]["timing"], "host");
     assert_eq!(report["rows"][0]["verification"]["ok"], true);
     let m = &report["runs"][0]["kernels"][0]["measurement"];
