@@ -176,14 +176,14 @@ fn list(choice: &AdapterChoice, format: Format) -> Result<u8> {
             })
         })
         .collect();
-    let suites = |scale| {
+    let suite_keys = |scale| {
         [Suite::Quick, Suite::Default]
             .map(|s| {
-                let inst: Vec<String> = suite::instances(s, scale)
+                let keys: Vec<String> = suite::instances(s, scale)
                     .iter()
                     .map(|(k, p)| workload::instance_key(k.name(), p))
                     .collect();
-                (format!("{s:?}").to_lowercase(), inst)
+                (format!("{s:?}").to_lowercase(), keys)
             })
             .into_iter()
             .collect::<BTreeMap<_, _>>()
@@ -202,57 +202,52 @@ fn list(choice: &AdapterChoice, format: Format) -> Result<u8> {
     let doc = serde_json::json!({
         "adapters": adapters,
         "kernels": kernels,
-        "suites": { "gpu": suites(suite::Scale::Large), "software": suites(suite::Scale::Small) },
+        "suites": { "gpu": suite_keys(suite::Scale::Large), "software": suite_keys(suite::Scale::Small) },
     });
     let mut out = std::io::stdout().lock();
     match format {
         Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&doc).expect("json")),
-        Format::Table => writeln!(out, "adapters (best first):").and_then(|_| {
-            for a in &adapters {
-                writeln!(
-                    out,
-                    "  {}  timestamps={}  max_binding={}  [{}]",
-                    a["fingerprint"]["name"].as_str().unwrap_or("?"),
-                    a["timestamp_query"],
-                    a["limits"]["max_storage_buffer_binding_size"],
-                    a["device_key"].as_str().unwrap_or("?"),
-                )?;
-            }
-            writeln!(out, "kernels:")?;
-            for k in workload::all() {
-                writeln!(
-                    out,
-                    "  {:<14} {:<8} params {:?}  {}",
-                    k.name(),
-                    k.unit().label(),
-                    k.param_names(),
-                    k.describe()
-                )?;
-            }
-            writeln!(out, "suites (gpu | software):")?;
-            for s in [Suite::Quick, Suite::Default] {
-                let keys = |scale| {
-                    suite::instances(s, scale)
-                        .iter()
-                        .map(|(k, p)| workload::instance_key(k.name(), p))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                };
-                writeln!(
-                    out,
-                    "  {s:?}: {} | {}",
-                    keys(suite::Scale::Large),
-                    keys(suite::Scale::Small)
-                )?;
-            }
-            Ok(())
-        }),
+        Format::Table => list_table(&mut out, &doc),
     }
     .map_err(|e| Error::Usage(format!("writing to stdout: {e}")))?;
     if adapters.is_empty() {
         return Err(Error::NoAdapter("wgpu found none".into()));
     }
     Ok(exit::PASS)
+}
+
+/// `list`'s human form, read from the same document as its JSON form.
+fn list_table(out: &mut dyn Write, doc: &serde_json::Value) -> std::io::Result<()> {
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("?").to_string();
+    writeln!(out, "adapters (best first):")?;
+    for a in doc["adapters"].as_array().into_iter().flatten() {
+        writeln!(
+            out,
+            "  {}  timestamps={}  max_binding={}  [{}]",
+            text(&a["fingerprint"]["name"]),
+            a["timestamp_query"],
+            a["limits"]["max_storage_buffer_binding_size"],
+            text(&a["device_key"]),
+        )?;
+    }
+    writeln!(out, "kernels:")?;
+    for k in doc["kernels"].as_array().into_iter().flatten() {
+        let (name, unit) = (text(&k["name"]), text(&k["unit"]));
+        writeln!(
+            out,
+            "  {name:<14} {unit:<8} params {}  {}",
+            k["params"],
+            text(&k["describe"])
+        )?;
+    }
+    for (class, suites) in doc["suites"].as_object().into_iter().flatten() {
+        writeln!(out, "suites on a {class} adapter:")?;
+        for (name, keys) in suites.as_object().into_iter().flatten() {
+            let keys: Vec<String> = keys.as_array().into_iter().flatten().map(text).collect();
+            writeln!(out, "  {name:<8} {}", keys.join(" "))?;
+        }
+    }
+    Ok(())
 }
 
 /// `KERNEL=VALUE` pairs, with an error naming the flag.

@@ -145,3 +145,45 @@ fn host_timing_fallback_is_recorded_as_such() {
     let per_sample = m["samples_s"][0].as_f64().unwrap() * m["batch"].as_f64().unwrap();
     assert!(per_sample >= 0.5e-3, "{m}");
 }
+
+#[test]
+fn list_shows_adapters_kernels_and_suites() {
+    let _lock = crate::shared_lock();
+    let out = gpugate()
+        .args(["--format", "json", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let adapter = &doc["adapters"][0];
+    assert!(adapter["fingerprint"]["name"]
+        .as_str()
+        .is_some_and(|n| !n.is_empty()));
+    assert!(adapter["timestamp_query"].is_boolean());
+    assert!(
+        adapter["limits"]["max_storage_buffer_binding_size"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    let names: Vec<_> = doc["kernels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["copy", "reduce_sum", "sgemm", "xor_transform"]);
+    assert_eq!(
+        doc["suites"]["gpu"]["default"][2],
+        "sgemm[k=4096,m=4096,n=4096]"
+    );
+    assert_eq!(
+        doc["suites"]["software"]["quick"].as_array().unwrap().len(),
+        4
+    );
+}
