@@ -63,11 +63,10 @@ fn a_real_slowdown_fails_the_gate_and_names_the_kernel() {
     assert_eq!(report["outcome"]["exit_code"], 1);
 }
 
-/// `gpugate --format json run …` with a short time cap; asserts exit 0 and returns the report.
-fn run_json(args: &[&str]) -> serde_json::Value {
-    let _lock = timing_lock();
+/// `gpugate --format json ARGS…`: asserts exit 0 and returns stdout as JSON.
+fn json_of(args: &[&str]) -> serde_json::Value {
     let out = gpugate()
-        .args(["--format", "json", "run", "--max-time", "0.2"])
+        .args(["--format", "json"])
         .args(args)
         .output()
         .unwrap();
@@ -78,6 +77,12 @@ fn run_json(args: &[&str]) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `gpugate run …` with a short time cap, alone on the machine.
+fn run_json(args: &[&str]) -> serde_json::Value {
+    let _lock = timing_lock();
+    json_of(&[&["run", "--max-time", "0.2"], args].concat())
 }
 
 #[test]
@@ -149,17 +154,7 @@ fn host_timing_fallback_is_recorded_as_such() {
 #[test]
 fn list_shows_adapters_kernels_and_suites() {
     let _lock = crate::shared_lock();
-    let out = gpugate()
-        .args(["--format", "json", "list"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let doc = json_of(&["list"]);
     let adapter = &doc["adapters"][0];
     assert!(adapter["fingerprint"]["name"]
         .as_str()

@@ -68,6 +68,14 @@ fn regression_rate(
 
 const TRIALS: usize = 2000;
 
+/// As seen on an H100: half the processes run a kernel 1.8× slower, each steady within itself.
+const BIMODAL: Noise = Noise {
+    between: 0.002,
+    within: 0.002,
+    samples: 50,
+    bimodal: Some((0.5, 1.8)),
+};
+
 #[test]
 fn false_alarms_at_most_one_percent_and_detection_at_least_95_percent() {
     // A quiet GPU: 1 % between processes, 2 % between samples.
@@ -112,15 +120,8 @@ fn noisy_nodes_are_inconclusive_not_failed() {
 
 #[test]
 fn bimodal_processes_do_not_cause_false_alarms() {
-    // As seen on an H100: half the processes ran a kernel 1.8× slower, each steady within itself.
     // Within-run statistics alone would call every slow process a regression.
-    let bimodal = Noise {
-        between: 0.002,
-        within: 0.002,
-        samples: 50,
-        bimodal: Some((0.5, 1.8)),
-    };
-    let (false_alarms, _) = regression_rate(&bimodal, 1.0, DEFAULT_RUNS, TRIALS, 5);
+    let (false_alarms, _) = regression_rate(&BIMODAL, 1.0, DEFAULT_RUNS, TRIALS, 5);
     assert!(
         false_alarms <= 0.01,
         "bimodal A/A false-alarm rate {false_alarms}"
@@ -131,17 +132,11 @@ fn bimodal_processes_do_not_cause_false_alarms() {
 fn within_run_statistics_alone_would_fail_the_bimodal_case() {
     // The counterfactual that motivates run-to-run statistics: comparing one run's median with
     // one baseline run's median using only within-run CIs flags about half of all A/A checks.
-    let bimodal = Noise {
-        between: 0.002,
-        within: 0.002,
-        samples: 50,
-        bimodal: Some((0.5, 1.8)),
-    };
     let mut rng = StdRng::seed_from_u64(6);
     let mut flagged = 0;
     for _ in 0..TRIALS {
-        let a = run(&mut rng, &bimodal, 1e-3);
-        let b = run(&mut rng, &bimodal, 1e-3);
+        let a = run(&mut rng, &BIMODAL, 1e-3);
+        let b = run(&mut rng, &BIMODAL, 1e-3);
         if b.ci_low_s > a.ci_high_s && b.median_s / a.median_s > 1.05 {
             flagged += 1;
         }
