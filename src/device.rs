@@ -256,6 +256,40 @@ impl Gpu {
         }
     }
 
+    /// Block until all submitted work is done; a failure is an [`Error::Gpu`] naming `what`.
+    pub fn wait(&self, what: &str) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(drop)
+            .map_err(|e| Error::Gpu {
+                kernel: what.to_string(),
+                reason: format!("poll: {e}"),
+            })
+    }
+
+    /// Map a `MAP_READ` buffer once the work writing it is done, copy its bytes out, unmap it.
+    pub fn read_mapped(&self, what: &str, buffer: &wgpu::Buffer) -> Result<Vec<u8>> {
+        let err = |reason: String| Error::Gpu {
+            kernel: what.to_string(),
+            reason,
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        buffer
+            .slice(..)
+            .map_async(wgpu::MapMode::Read, move |r| drop(tx.send(r)));
+        self.wait(what)?;
+        rx.recv()
+            .map_err(|e| err(format!("map: {e}")))?
+            .map_err(|e| err(format!("map: {e}")))?;
+        let bytes = buffer
+            .slice(..)
+            .get_mapped_range()
+            .map_err(|e| err(format!("mapped range: {e}")))?
+            .to_vec();
+        buffer.unmap();
+        Ok(bytes)
+    }
+
     /// Largest storage buffer a kernel may bind on this device.
     pub fn max_binding_bytes(&self) -> u64 {
         self.limits

@@ -200,11 +200,5 @@ pub fn execute_once(gpu: &Gpu, prepared: &dyn workload::Prepared, slots: usize) 
         }
     }
     gpu.queue.submit([encoder.finish()]);
-    gpu.device
-        .poll(wgpu::PollType::wait_indefinitely())
-        .map(drop)
-        .map_err(|e| Error::Gpu {
-            kernel: "execute_once".into(),
-            reason: e.to_string(),
-        })
+    gpu.wait("execute_once")
 }

@@ -304,14 +304,6 @@ impl<'a> Timer<'a> {
         }
     }
 
-    fn wait(&self) -> Result<()> {
-        self.gpu
-            .device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map(drop)
-            .map_err(|e| self.gpu_err(format!("poll: {e}")))
-    }
-
     /// Seconds taken by each of `count` samples of `batch` iterations.
     fn samples(&mut self, count: u32, batch: u32) -> Result<Vec<f64>> {
         if self.queries.is_none() {
@@ -325,23 +317,8 @@ impl<'a> Timer<'a> {
         encoder.resolve_query_set(&q.set, 0..2 * count, &q.resolve, 0);
         encoder.copy_buffer_to_buffer(&q.resolve, 0, &q.readback, 0, u64::from(2 * count) * 8);
         self.gpu.queue.submit([encoder.finish()]);
-        let (tx, rx) = std::sync::mpsc::channel();
-        q.readback
-            .slice(..)
-            .map_async(wgpu::MapMode::Read, move |r| drop(tx.send(r)));
-        self.wait()?;
-        rx.recv()
-            .map_err(|e| self.gpu_err(format!("timestamp map: {e}")))?
-            .map_err(|e| self.gpu_err(format!("timestamp map: {e}")))?;
-        let ticks: Vec<u64> = {
-            let view = q
-                .readback
-                .slice(..)
-                .get_mapped_range()
-                .map_err(|e| self.gpu_err(format!("timestamp range: {e}")))?;
-            bytemuck::cast_slice(&view).to_vec()
-        };
-        q.readback.unmap();
+        let bytes = self.gpu.read_mapped(self.job.kernel, &q.readback)?;
+        let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&bytes);
         let period_ns = q.period_ns;
         let mut out = Vec::with_capacity(count as usize);
         for pair in ticks.chunks_exact(2).take(count as usize) {
@@ -361,7 +338,7 @@ impl<'a> Timer<'a> {
         self.encode_sample(&mut encoder, batch, 0);
         let start = Instant::now();
         self.gpu.queue.submit([encoder.finish()]);
-        self.wait()?;
+        self.gpu.wait(self.job.kernel)?;
         Ok(start.elapsed().as_secs_f64())
     }
 }

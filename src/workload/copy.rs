@@ -87,9 +87,8 @@ impl Prepared for CopyRun {
     fn verify(&self, gpu: &Gpu) -> Result<Verification> {
         let mut parts = Vec::new();
         for set in &self.sets {
-            let got = super::read_back(gpu, NAME, &set.dst_buf)?;
-            let want: &[u8] = bytemuck::cast_slice(&set.src);
-            parts.push(reference::compare(&got, want));
+            let got: Vec<f32> = super::read_back(gpu, NAME, &set.dst_buf)?;
+            parts.push(reference::compare(&got, &set.src));
         }
         Ok(Verification::all(parts))
     }
@@ -99,7 +98,7 @@ impl Prepared for CopyRun {
 pub mod reference {
     use super::Verification;
 
-    pub fn compare(got: &[u8], want: &[u8]) -> Verification {
+    pub fn compare(got: &[f32], want: &[f32]) -> Verification {
         super::super::compare_exact("dst", bytemuck::cast_slice(got), bytemuck::cast_slice(want))
     }
 }

@@ -60,9 +60,7 @@ impl Params {
             None => Err(Error::Usage(format!("{kernel}: missing parameter {name}"))),
         }
     }
-}
 
-impl Params {
     /// The element count `n` of a kernel that streams vec4s: positive and a multiple of 4.
     pub fn vec4_len(&self, kernel: &str) -> Result<u64> {
         let n = self.get(kernel, "n")?;
@@ -333,12 +331,12 @@ pub(crate) fn bind_group(
     })
 }
 
-/// Copy a buffer back to the host.
-pub(crate) fn read_back(gpu: &Gpu, kernel: &str, buffer: &wgpu::Buffer) -> Result<Vec<u8>> {
-    let gpu_err = |reason: String| Error::Gpu {
-        kernel: kernel.to_string(),
-        reason,
-    };
+/// Copy a buffer back to the host as `T`s (copied out, so no alignment is assumed of the bytes).
+pub(crate) fn read_back<T: bytemuck::Pod>(
+    gpu: &Gpu,
+    kernel: &str,
+    buffer: &wgpu::Buffer,
+) -> Result<Vec<T>> {
     let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("readback"),
         size: buffer.size(),
@@ -348,23 +346,9 @@ pub(crate) fn read_back(gpu: &Gpu, kernel: &str, buffer: &wgpu::Buffer) -> Resul
     let mut encoder = gpu.device.create_command_encoder(&Default::default());
     encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, buffer.size());
     gpu.queue.submit([encoder.finish()]);
-    let (tx, rx) = std::sync::mpsc::channel();
-    staging
-        .slice(..)
-        .map_async(wgpu::MapMode::Read, move |r| drop(tx.send(r)));
-    gpu.device
-        .poll(wgpu::PollType::wait_indefinitely())
-        .map_err(|e| gpu_err(format!("poll: {e}")))?;
-    rx.recv()
-        .map_err(|e| gpu_err(format!("map: {e}")))?
-        .map_err(|e| gpu_err(format!("map: {e}")))?;
-    let bytes = staging
-        .slice(..)
-        .get_mapped_range()
-        .map_err(|e| gpu_err(format!("mapped range: {e}")))?
-        .to_vec();
-    staging.unmap();
-    Ok(bytes)
+    Ok(bytemuck::pod_collect_to_vec(
+        &gpu.read_mapped(kernel, &staging)?,
+    ))
 }
 
 /// Workgroups for a grid-stride kernel over `items` with `per_group` invocations each: enough to

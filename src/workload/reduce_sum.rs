@@ -105,8 +105,7 @@ impl Prepared for ReduceRun {
     fn verify(&self, gpu: &Gpu) -> Result<Verification> {
         let mut parts = Vec::new();
         for set in &self.sets {
-            let got: Vec<f32> =
-                bytemuck::cast_slice(&super::read_back(gpu, NAME, &set.total)?).to_vec();
+            let got: Vec<f32> = super::read_back(gpu, NAME, &set.total)?;
             parts.push(super::compare_f32(
                 "total",
                 &got,

@@ -130,8 +130,7 @@ impl Prepared for SgemmRun {
         let (n, k) = (self.dims.n as usize, self.dims.k as usize);
         let mut parts = Vec::new();
         for set in &self.sets {
-            let c: Vec<f32> =
-                bytemuck::cast_slice(&super::read_back(gpu, NAME, &set.c_buf)?).to_vec();
+            let c: Vec<f32> = super::read_back(gpu, NAME, &set.c_buf)?;
             let got: Vec<f32> = set.entries.iter().map(|&(i, j)| c[i * n + j]).collect();
             let (want, tolerance) = reference::entries(&set.a, &set.b, n, k, &set.entries);
             parts.push(super::compare_f32("C", &got, &want, &tolerance));

@@ -112,18 +112,10 @@ impl Prepared for XorRun {
     fn verify(&self, gpu: &Gpu) -> Result<Verification> {
         let mut parts = Vec::new();
         for set in &self.sets {
-            let out = super::read_back(gpu, NAME, &set.out_buf)?;
-            let aux = super::read_back(gpu, NAME, &set.aux_buf)?;
-            parts.push(reference::check_out(
-                bytemuck::cast_slice(&out),
-                &set.x,
-                &set.aux,
-                set.key,
-            ));
-            parts.push(reference::check_restored(
-                bytemuck::cast_slice(&aux),
-                &set.aux,
-            ));
+            let out: Vec<u32> = super::read_back(gpu, NAME, &set.out_buf)?;
+            let aux: Vec<u32> = super::read_back(gpu, NAME, &set.aux_buf)?;
+            parts.push(reference::check_out(&out, &set.x, &set.aux, set.key));
+            parts.push(reference::check_restored(&aux, &set.aux));
         }
         Ok(Verification::all(parts))
     }
