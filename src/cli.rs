@@ -271,6 +271,12 @@ fn parse_pairs(flag: &str, pairs: &[String]) -> Result<BTreeMap<String, f64>> {
         .collect()
 }
 
+/// Encodes per iteration for each kernel: the test-only `--test-slowdown` factor, else 1.
+fn repeats(args: &MeasureArgs) -> Result<impl Fn(&str) -> u32> {
+    let factors = parse_pairs("--test-slowdown", &args.test_slowdown)?;
+    Ok(move |kernel: &str| factors.get(kernel).map_or(1, |&f| f as u32))
+}
+
 fn sampler_config(gpu: &Gpu, args: &MeasureArgs) -> Result<SamplerConfig> {
     let mut cfg = SamplerConfig::for_device(gpu.is_software());
     if let Some(pct) = args.noise_target {
@@ -319,12 +325,12 @@ fn measure(choice: &AdapterChoice, gpu: Gpu, plan: &Plan, runs: usize) -> Result
 }
 
 fn suite_plan(gpu: &Gpu, suite: Suite, args: &MeasureArgs) -> Result<Plan> {
-    let slowdown = parse_pairs("--test-slowdown", &args.test_slowdown)?;
+    let repeat = repeats(args)?;
     let items = suite::select(suite, suite::Scale::of(gpu), &args.kernels)?
         .into_iter()
         .map(|(k, params)| PlanItem {
             kernel: k.name().to_string(),
-            repeat: slowdown.get(k.name()).map_or(1, |&f| f as u32),
+            repeat: repeat(k.name()),
             params,
             batch: None,
             timing: args.timing,
@@ -561,7 +567,7 @@ fn check(choice: &AdapterChoice, format: Format, args: &CheckArgs) -> Result<u8>
         notes.push("host CPU differs from the baseline's".into());
     }
 
-    let slowdown = parse_pairs("--test-slowdown", &args.measure.test_slowdown)?;
+    let repeat = repeats(&args.measure)?;
     let mut chosen = Vec::new();
     for (i, k) in base.kernels.iter().enumerate() {
         if workload::find(&k.kernel).is_err() {
@@ -590,7 +596,7 @@ fn check(choice: &AdapterChoice, format: Format, args: &CheckArgs) -> Result<u8>
                 kernel: k.kernel.clone(),
                 params: k.params.clone(),
                 batch: Some(k.batch),
-                repeat: slowdown.get(&k.kernel).map_or(1, |&f| f as u32),
+                repeat: repeat(&k.kernel),
                 timing: Some(args.measure.timing.unwrap_or(k.timing)),
             })
             .collect(),
