@@ -32,6 +32,7 @@ impl Kernel for Copy {
         Ok(Work {
             bytes: 2 * 4 * params.vec4_len(NAME)?,
             flops: 0,
+            ..Work::default()
         })
     }
     fn footprint(&self, params: &Params) -> Result<u64> {

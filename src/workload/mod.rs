@@ -4,10 +4,17 @@
 //! label and the baseline key. A [`Kernel`] builds a [`Prepared`] instance once (pipelines, buffers,
 //! random inputs); the sampler then encodes it many times and asks it to verify its outputs.
 
+mod conv2d;
 mod copy;
-mod reduce_sum;
+mod gelu;
+mod launch;
+mod layernorm;
+mod reduce;
 mod sgemm;
+mod softmax;
 pub mod suite;
+mod transpose;
+mod triad;
 mod xor_transform;
 
 use std::collections::BTreeMap;
@@ -21,23 +28,35 @@ use crate::device::Gpu;
 use crate::error::{Error, Result};
 
 /// Every kernel this build knows, in suite order.
-pub fn all() -> [&'static dyn Kernel; 4] {
-    [
+pub fn all() -> &'static [&'static dyn Kernel] {
+    &[
         &copy::Copy,
-        &reduce_sum::ReduceSum,
+        &triad::Triad,
+        &gelu::Gelu,
+        &reduce::REDUCE_SUM,
+        &reduce::REDUCE_MIN,
+        &reduce::REDUCE_MAX,
+        &softmax::Softmax,
+        &layernorm::Layernorm,
+        &transpose::Transpose,
         &sgemm::Sgemm,
+        &conv2d::Conv2d,
         &xor_transform::XorTransform,
     ]
 }
 
 pub fn find(name: &str) -> Result<&'static dyn Kernel> {
-    all().into_iter().find(|k| k.name() == name).ok_or_else(|| {
-        let known: Vec<_> = all().iter().map(|k| k.name()).collect();
-        Error::Usage(format!(
-            "unknown kernel {name:?}; known: {}",
-            known.join(", ")
-        ))
-    })
+    all()
+        .iter()
+        .copied()
+        .find(|k| k.name() == name)
+        .ok_or_else(|| {
+            let known: Vec<_> = all().iter().map(|k| k.name()).collect();
+            Error::Usage(format!(
+                "unknown kernel {name:?}; known: {}",
+                known.join(", ")
+            ))
+        })
 }
 
 /// A kernel's problem size, e.g. `{n: 1048576}` or `{m, n, k}`. Part of the baseline key.
@@ -85,11 +104,25 @@ pub fn instance_key(kernel: &str, params: &Params) -> String {
     format!("{kernel}[{params}]")
 }
 
-/// Bytes moved and floating-point operations done by one iteration of a kernel.
+/// Bytes moved, floating-point operations done and graph edges traversed by one iteration.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Work {
     pub bytes: u64,
     pub flops: u64,
+    /// Undirected edges of the traversed graph (graph kernels only; GTEPS counts these).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub edges: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+impl Work {
+    /// FLOPs per byte: where the kernel sits on the roofline.
+    pub fn intensity(&self) -> f64 {
+        self.flops as f64 / self.bytes.max(1) as f64
+    }
 }
 
 /// What a kernel's rate is reported in.
@@ -100,6 +133,8 @@ pub enum Unit {
     Bandwidth,
     /// FLOP per second (GFLOP/s in tables).
     Flops,
+    /// Traversed edges per second (GTEPS in tables), as Graph500 counts them.
+    Teps,
 }
 
 impl Unit {
@@ -108,6 +143,7 @@ impl Unit {
         let amount = match self {
             Unit::Bandwidth => work.bytes,
             Unit::Flops => work.flops,
+            Unit::Teps => work.edges,
         };
         amount as f64 / seconds / 1e9
     }
@@ -116,6 +152,7 @@ impl Unit {
         match self {
             Unit::Bandwidth => "GB/s",
             Unit::Flops => "GFLOP/s",
+            Unit::Teps => "GTEPS",
         }
     }
 }
@@ -173,6 +210,10 @@ pub trait Kernel: Sync {
     fn unit(&self) -> Unit;
     fn shader(&self) -> &'static str;
     fn param_names(&self) -> &'static [&'static str];
+    /// Why this adapter cannot run the kernel (e.g. `needs SHADER_F16`), or None when it can.
+    fn unsupported(&self, _gpu: &Gpu) -> Option<String> {
+        None
+    }
     /// Work of one iteration at `params`.
     fn work(&self, params: &Params) -> Result<Work>;
     /// Bytes of device memory one copy of the instance's buffers occupies.
@@ -197,6 +238,12 @@ pub trait Prepared {
 }
 
 // ---- helpers shared by the kernels ----------------------------------------------------------
+
+/// `needs …` naming the features of `wanted` this adapter lacks, or None when it has them all.
+pub(crate) fn missing_features(gpu: &Gpu, wanted: wgpu::Features) -> Option<String> {
+    let missing = wanted - gpu.features;
+    (!missing.is_empty()).then(|| format!("needs {missing:?}"))
+}
 
 /// A shader's pipelines, one per entry point, sharing one bind group layout (group 0).
 pub(crate) struct Pipelines {
@@ -301,11 +348,12 @@ pub(crate) fn poisoned_buffer(gpu: &Gpu, label: &str, bytes: u64) -> wgpu::Buffe
     input_buffer(gpu, label, &vec![0xFF; bytes as usize])
 }
 
-pub(crate) fn uniform_buffer(gpu: &Gpu, label: &str, words: [u32; 4]) -> wgpu::Buffer {
+/// A uniform buffer of 32-bit words (a multiple of 4 words, as WGSL structs here are padded).
+pub(crate) fn uniform_buffer(gpu: &Gpu, label: &str, words: &[u32]) -> wgpu::Buffer {
     gpu.device
         .create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(label),
-            contents: bytemuck::cast_slice(&words),
+            contents: bytemuck::cast_slice(words),
             usage: wgpu::BufferUsages::UNIFORM,
         })
 }
@@ -358,6 +406,40 @@ pub(crate) fn grid_groups(gpu: &Gpu, items: u64, per_group: u64, cap: u32) -> u3
     needed
         .min(u64::from(cap))
         .min(u64::from(gpu.limits.max_compute_workgroups_per_dimension)) as u32
+}
+
+/// `rows` and `cols` of a row-wise kernel; both must be positive and `rows·cols` fit in u32 indices.
+pub(crate) fn rows_cols(kernel: &str, params: &Params) -> Result<(u64, u64)> {
+    let (rows, cols) = (params.get(kernel, "rows")?, params.get(kernel, "cols")?);
+    if rows * cols > u64::from(u32::MAX) {
+        return Err(Error::Usage(format!(
+            "{}: rows·cols must fit in 32-bit indices",
+            instance_key(kernel, params)
+        )));
+    }
+    Ok((rows, cols))
+}
+
+/// Check that a dispatch of `groups` workgroups is within this adapter's per-dimension limit.
+pub(crate) fn check_groups(
+    gpu: &Gpu,
+    kernel: &str,
+    params: &Params,
+    groups: [u32; 3],
+) -> Result<()> {
+    let max = gpu.limits.max_compute_workgroups_per_dimension;
+    if groups.iter().any(|&g| g > max) {
+        return Err(Error::Usage(format!(
+            "{}: needs {groups:?} workgroups, over this adapter's {max} per dimension",
+            instance_key(kernel, params)
+        )));
+    }
+    Ok(())
+}
+
+/// Row `r` of a row-major matrix with `cols` columns.
+pub(crate) fn row<T>(data: &[T], r: u64, cols: u64) -> &[T] {
+    &data[(r * cols) as usize..((r + 1) * cols) as usize]
 }
 
 /// Check that `bytes` fits in one storage binding, naming the kernel and parameters if not.

@@ -51,6 +51,7 @@ impl Kernel for Sgemm {
         Ok(Work {
             bytes: 4 * (d.m * d.k + d.k * d.n + d.m * d.n),
             flops: 2 * d.m * d.n * d.k,
+            ..Work::default()
         })
     }
     fn footprint(&self, params: &Params) -> Result<u64> {
@@ -78,7 +79,7 @@ impl Kernel for Sgemm {
                 .map(|_| rng.random_range(-1.0f32..1.0))
                 .collect();
             let uniform =
-                super::uniform_buffer(gpu, "sgemm.dims", [d.m as u32, d.n as u32, d.k as u32, 0]);
+                super::uniform_buffer(gpu, "sgemm.dims", &[d.m as u32, d.n as u32, d.k as u32, 0]);
             let a_buf = super::input_buffer(gpu, "sgemm.a", bytemuck::cast_slice(&a));
             let b_buf = super::input_buffer(gpu, "sgemm.b", bytemuck::cast_slice(&b));
             let c_buf = super::poisoned_buffer(gpu, "sgemm.c", 4 * d.m * d.n);

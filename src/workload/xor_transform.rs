@@ -35,6 +35,7 @@ impl Kernel for XorTransform {
         Ok(Work {
             bytes: 3 * 3 * 4 * params.vec4_len(NAME)?,
             flops: 0,
+            ..Work::default()
         })
     }
     fn footprint(&self, params: &Params) -> Result<u64> {
@@ -58,7 +59,7 @@ impl Kernel for XorTransform {
             let key = rng.random_range(1..=u32::MAX);
             let x: Vec<u32> = (0..n).map(|_| rng.random()).collect();
             let aux: Vec<u32> = (0..n).map(|_| rng.random()).collect();
-            let uniform = super::uniform_buffer(gpu, "xor_transform.params", [key, 0, 0, 0]);
+            let uniform = super::uniform_buffer(gpu, "xor_transform.params", &[key, 0, 0, 0]);
             let x_buf = super::input_buffer(gpu, "xor_transform.x", bytemuck::cast_slice(&x));
             let aux_buf = super::input_buffer(gpu, "xor_transform.aux", bytemuck::cast_slice(&aux));
             let out_buf = super::poisoned_buffer(gpu, "xor_transform.out", 4 * n);

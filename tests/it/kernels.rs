@@ -27,7 +27,28 @@ fn verify(gpu: &Gpu, kernel: &str, params: Params, run: bool) -> workload::Verif
 fn shapes() -> Vec<(&'static str, Params)> {
     let n = |n| Params::new([("n", n)]);
     let mnk = |m, nn, k| Params::new([("m", m), ("n", nn), ("k", k)]);
+    let rc = |rows, cols| Params::new([("rows", rows), ("cols", cols)]);
+    let conv = |n, c, k, h, w| Params::new([("n", n), ("c", c), ("k", k), ("h", h), ("w", w)]);
     vec![
+        ("triad", n(4)),
+        ("triad", n(4 * 1001)),
+        ("gelu", n(4)),
+        ("gelu", n(4 * 1001)),
+        ("reduce_min", n(4)),
+        ("reduce_min", n(4 * (1024 * 256 + 77))),
+        ("reduce_max", n(4)),
+        ("reduce_max", n(4 * 1001)),
+        ("softmax", rc(1, 1)),
+        ("softmax", rc(1, 1000)),
+        ("softmax", rc(37, 300)),
+        ("layernorm", rc(1, 7)),
+        ("layernorm", rc(37, 1000)),
+        ("transpose", rc(1, 1)),
+        ("transpose", rc(33, 65)),
+        ("transpose", rc(100, 7)),
+        ("conv2d", conv(1, 1, 1, 1, 1)),
+        ("conv2d", conv(2, 3, 9, 17, 19)),
+        ("conv2d", conv(1, 4, 8, 32, 16)),
         ("copy", n(4)),
         ("copy", n(4 * 1001)),
         ("copy", n(1 << 18)),

@@ -1,0 +1,112 @@
+//! `softmax`: row-wise, numerically stable softmax over f32 rows × cols (attention scores,
+//! logits). GB/s of one read and one write per element.
+
+use rand::rngs::StdRng;
+
+use super::launch::{f32s, random_f32, rows_to_check, Launch, Set};
+use super::{Kernel, Params, Prepared, Unit, Work};
+use crate::device::Gpu;
+use crate::error::Result;
+
+pub struct Softmax;
+
+const NAME: &str = "softmax";
+/// Rows the CPU recomputes at most (chosen at random beyond that, first and last always).
+const CHECKED_ROWS: u64 = 256;
+
+impl Kernel for Softmax {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+    fn describe(&self) -> &'static str {
+        "row-wise stable softmax, f32 rows × cols (attention scores, logits); GB/s of read + write"
+    }
+    fn unit(&self) -> Unit {
+        Unit::Bandwidth
+    }
+    fn shader(&self) -> &'static str {
+        include_str!("../../shaders/softmax.wgsl")
+    }
+    fn param_names(&self) -> &'static [&'static str] {
+        &["rows", "cols"]
+    }
+    fn work(&self, params: &Params) -> Result<Work> {
+        let (rows, cols) = super::rows_cols(NAME, params)?;
+        Ok(Work {
+            bytes: 2 * 4 * rows * cols,
+            // max, subtract, exp, add, multiply per element, counted once each.
+            flops: 5 * rows * cols,
+            ..Work::default()
+        })
+    }
+    fn footprint(&self, params: &Params) -> Result<u64> {
+        self.work(params).map(|w| w.bytes)
+    }
+
+    fn prepare(
+        &self,
+        gpu: &Gpu,
+        params: &Params,
+        slots: usize,
+        rng: &mut StdRng,
+    ) -> Result<Box<dyn Prepared>> {
+        let (rows, cols) = super::rows_cols(NAME, params)?;
+        super::check_binding(gpu, NAME, params, 4 * rows * cols)?;
+        let pipelines = super::pipelines(gpu, NAME, self.shader(), &["main"])?;
+        let uniform = super::uniform_buffer(gpu, "softmax.dims", &[rows as u32, cols as u32, 0, 0]);
+        let sets = (0..slots)
+            .map(|_| {
+                let x = random_f32(rng, rows * cols, -8.0, 8.0);
+                let x_buf = super::input_buffer(gpu, "softmax.x", bytemuck::cast_slice(&x));
+                let y_buf = super::poisoned_buffer(gpu, "softmax.y", 4 * rows * cols);
+                let bind = super::bind_group(gpu, &pipelines, &[&uniform, &x_buf, &y_buf]);
+                // Keep only the rows the CPU will check.
+                let checked: Vec<(u64, Vec<f32>)> = rows_to_check(rows, CHECKED_ROWS, rng)
+                    .into_iter()
+                    .map(|r| (r, super::row(&x, r, cols).to_vec()))
+                    .collect();
+                Set {
+                    bind,
+                    outputs: vec![y_buf],
+                    check: Box::new(move |out| {
+                        let y = f32s(&out[0]);
+                        let (mut got, mut want, mut tol) = (vec![], vec![], vec![]);
+                        for (r, xr) in &checked {
+                            let (w, t) = reference::softmax(xr);
+                            got.extend_from_slice(super::row(&y, *r, cols));
+                            want.extend(w);
+                            tol.extend(t);
+                        }
+                        super::compare_f32("y", &got, &want, &tol)
+                    }),
+                }
+            })
+            .collect();
+        let groups = super::grid_groups(gpu, rows, 1, 65535);
+        Ok(Box::new(Launch {
+            kernel: NAME,
+            pipelines,
+            steps: vec![(0, [groups, 1, 1])],
+            sets,
+        }))
+    }
+}
+
+/// CPU reference in f64. The tolerance covers WGSL's `exp` (3 + 2·|x| ulp on Vulkan), the
+/// rescalings of the running sum and the sequential part of the sum.
+pub mod reference {
+    pub fn softmax(x: &[f32]) -> (Vec<f64>, Vec<f64>) {
+        let eps = f64::from(f32::EPSILON);
+        let max = x.iter().map(|&v| f64::from(v)).fold(f64::MIN, f64::max);
+        let sum: f64 = x.iter().map(|&v| (f64::from(v) - max).exp()).sum();
+        let sequential = x.len().div_ceil(256) as f64;
+        x.iter()
+            .map(|&v| {
+                let d = max - f64::from(v);
+                let y = (-d).exp() / sum;
+                let rel = eps * (4.0 * (3.0 + 2.0 * d) + 2.0 * sequential + 64.0);
+                (y, rel * y + f64::from(f32::MIN_POSITIVE))
+            })
+            .unzip()
+    }
+}
