@@ -11,7 +11,7 @@ use crate::baseline::{self, Baseline};
 use crate::compare::{self, GateOutcome, Policy, RunMedians, Verdict};
 use crate::device::{self, AdapterChoice, Gpu};
 use crate::error::{exit, Error, Result};
-use crate::report::{self, Reporter, Row};
+use crate::report::{self, Reporter, Row, Unsupported};
 use crate::runner::{self, Plan, PlanItem, RunResult};
 use crate::sampler::{SamplerConfig, TimingMethod};
 use crate::workload::{self, suite, suite::Suite};
@@ -308,8 +308,9 @@ fn check_runs(runs: usize, min: usize) -> Result<()> {
 }
 
 /// Measure `items` `runs` times: in this process for one run, else in fresh child processes.
+/// An empty plan measures nothing and yields one empty run.
 fn measure(choice: &AdapterChoice, gpu: Gpu, plan: &Plan, runs: usize) -> Result<Vec<RunResult>> {
-    if runs == 1 {
+    if runs == 1 || plan.items.is_empty() {
         return Ok(vec![runner::run_in_process(&gpu, plan)?]);
     }
     let key = gpu.fingerprint.device_key();
@@ -324,22 +325,56 @@ fn measure(choice: &AdapterChoice, gpu: Gpu, plan: &Plan, runs: usize) -> Result
     Ok(results)
 }
 
-fn suite_plan(gpu: &Gpu, suite: Suite, args: &MeasureArgs) -> Result<Plan> {
+/// The kernel, or why this adapter cannot run it.
+fn supported(
+    gpu: &Gpu,
+    kernel: &'static dyn workload::Kernel,
+    params: &workload::Params,
+) -> std::result::Result<(), Unsupported> {
+    match kernel.unsupported(gpu) {
+        None => Ok(()),
+        Some(reason) => Err(Unsupported {
+            key: workload::instance_key(kernel.name(), params),
+            kernel: kernel.name().to_string(),
+            reason,
+        }),
+    }
+}
+
+/// The suite's instances this adapter can run, as a plan, and those it cannot.
+fn suite_plan(gpu: &Gpu, suite: Suite, args: &MeasureArgs) -> Result<(Plan, Vec<Unsupported>)> {
     let repeat = repeats(args)?;
-    let items = suite::select(suite, suite::Scale::of(gpu), &args.kernels)?
-        .into_iter()
-        .map(|(k, params)| PlanItem {
+    let mut items = vec![];
+    let mut unsupported = vec![];
+    for (k, params) in suite::select(suite, suite::Scale::of(gpu), &args.kernels)? {
+        if let Err(u) = supported(gpu, k, &params) {
+            unsupported.push(u);
+            continue;
+        }
+        items.push(PlanItem {
             kernel: k.name().to_string(),
             repeat: repeat(k.name()),
             params,
             batch: None,
             timing: args.timing,
-        })
-        .collect();
-    Ok(Plan {
+        });
+    }
+    let plan = Plan {
         items,
         sampler: sampler_config(gpu, args)?,
-    })
+    };
+    Ok((plan, unsupported))
+}
+
+/// Say in the outcome what was left out, so a reader never takes it for a pass.
+fn note_unsupported(outcome: &mut GateOutcome, unsupported: &[Unsupported]) {
+    if !unsupported.is_empty() {
+        outcome.message = format!(
+            "{}; {} kernel(s) unsupported on this adapter, left out",
+            outcome.message,
+            unsupported.len()
+        );
+    }
 }
 
 /// Rows from the current runs: per instance, the run medians' centre, verification over all runs.
@@ -435,18 +470,21 @@ fn correctness_outcome(rows: &[Row]) -> GateOutcome {
 fn run_cmd(choice: &AdapterChoice, format: Format, args: &RunArgs) -> Result<u8> {
     check_runs(args.runs, 1)?;
     let gpu = Gpu::open(choice)?;
-    let plan = suite_plan(&gpu, args.suite, &args.measure)?;
+    let (plan, unsupported) = suite_plan(&gpu, args.suite, &args.measure)?;
     let fingerprint = gpu.fingerprint.clone();
     let results = measure(choice, gpu, &plan, args.runs)?;
     let rows = rows(&results, |_, _| None);
+    let mut outcome = correctness_outcome(&rows);
+    note_unsupported(&mut outcome, &unsupported);
     let report = report::Report {
         command: "run".into(),
         device_key: fingerprint.device_key(),
         fingerprint,
         baseline_file: None,
         notes: vec![],
-        outcome: correctness_outcome(&rows),
+        outcome,
         rows,
+        unsupported,
         runs: results,
     };
     emit(format, &report, args.measure.json.as_ref())
@@ -455,7 +493,7 @@ fn run_cmd(choice: &AdapterChoice, format: Format, args: &RunArgs) -> Result<u8>
 fn record(choice: &AdapterChoice, format: Format, args: &RecordArgs) -> Result<u8> {
     check_runs(args.runs, baseline::MIN_RUNS)?;
     let gpu = Gpu::open(choice)?;
-    let plan = suite_plan(&gpu, args.suite, &args.measure)?;
+    let (plan, unsupported) = suite_plan(&gpu, args.suite, &args.measure)?;
     let fingerprint = gpu.fingerprint.clone();
     let key = fingerprint.device_key();
     let path = args
@@ -502,6 +540,7 @@ fn record(choice: &AdapterChoice, format: Format, args: &RecordArgs) -> Result<u
     } else {
         outcome.message = format!("{}; baseline not written", outcome.message);
     }
+    note_unsupported(&mut outcome, &unsupported);
     let report = report::Report {
         command: "record".into(),
         device_key: key,
@@ -510,6 +549,7 @@ fn record(choice: &AdapterChoice, format: Format, args: &RecordArgs) -> Result<u
         notes,
         outcome,
         rows,
+        unsupported,
         runs: results,
     };
     emit(format, &report, args.measure.json.as_ref())
@@ -569,20 +609,25 @@ fn check(choice: &AdapterChoice, format: Format, args: &CheckArgs) -> Result<u8>
 
     let repeat = repeats(&args.measure)?;
     let mut chosen = Vec::new();
+    let mut unsupported = Vec::new();
     for (i, k) in base.kernels.iter().enumerate() {
-        if workload::find(&k.kernel).is_err() {
+        let Ok(kernel) = workload::find(&k.kernel) else {
             return Err(Error::baseline(
                 &path,
                 format!("kernels[{i}].kernel"),
                 format!("unknown kernel {:?}", k.kernel),
             ));
+        };
+        if !args.measure.kernels.is_empty() && !args.measure.kernels.contains(&k.kernel) {
+            continue;
         }
-        if args.measure.kernels.is_empty() || args.measure.kernels.contains(&k.kernel) {
-            chosen.push(k);
+        match supported(&gpu, kernel, &k.params) {
+            Ok(()) => chosen.push(k),
+            Err(u) => unsupported.push(u),
         }
     }
     for name in &args.measure.kernels {
-        if !chosen.iter().any(|k| &k.kernel == name) {
+        if !base.kernels.iter().any(|k| &k.kernel == name) {
             return Err(Error::Usage(format!(
                 "--kernel {name}: not in baseline {}",
                 path.display()
@@ -623,14 +668,17 @@ fn check(choice: &AdapterChoice, format: Format, args: &CheckArgs) -> Result<u8>
         ))
     });
     let verdicts: Vec<Verdict> = rows.iter().map(|r| r.verdict).collect();
+    let mut outcome = compare::gate(&verdicts);
+    note_unsupported(&mut outcome, &unsupported);
     let report = report::Report {
         command: "check".into(),
         device_key: key,
         fingerprint,
         baseline_file: Some(path.display().to_string()),
         notes,
-        outcome: compare::gate(&verdicts),
+        outcome,
         rows,
+        unsupported,
         runs: results,
     };
     emit(format, &report, args.measure.json.as_ref())

@@ -144,6 +144,17 @@ pub fn enumerate(choice: &AdapterChoice) -> Result<Vec<wgpu::Adapter>> {
     Ok(adapters)
 }
 
+/// Everything gpugate asks for when the adapter has it: timestamps for the sampler, and the shader
+/// features of the kernels that need them (f16, subgroups, cooperative matrices).
+pub fn wanted_features() -> wgpu::Features {
+    wgpu::Features::TIMESTAMP_QUERY
+        | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
+        | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
+        | wgpu::Features::SHADER_F16
+        | wgpu::Features::SUBGROUP
+        | wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
+}
+
 /// An opened device with what the sampler needs to know about it.
 pub struct Gpu {
     pub device: wgpu::Device,
@@ -154,6 +165,8 @@ pub struct Gpu {
     pub features: wgpu::Features,
     /// GPU timestamps around a compute pass are available.
     pub timestamps: bool,
+    /// Cooperative-matrix shapes the adapter supports (empty unless that feature was enabled).
+    pub cooperative_matrix: Vec<wgpu::CooperativeMatrixProperties>,
 }
 
 impl Gpu {
@@ -198,15 +211,25 @@ impl Gpu {
     fn from_adapter(adapter: wgpu::Adapter) -> Result<Gpu> {
         let info = adapter.get_info();
         let available = adapter.features();
-        let wanted = wgpu::Features::TIMESTAMP_QUERY
-            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
-            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
-        let features = available & wanted;
+        let features = available & wanted_features();
+        let cooperative_matrix =
+            if features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
+                adapter.cooperative_matrix_properties()
+            } else {
+                vec![]
+            };
         let limits = adapter.limits();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("gpugate"),
             required_features: features,
             required_limits: limits.clone(),
+            experimental_features: if cooperative_matrix.is_empty() {
+                wgpu::ExperimentalFeatures::disabled()
+            } else {
+                // SAFETY: the only experimental feature requested is cooperative matrices, used
+                // by hgemm_coop alone and only after it checked the adapter's matrix shapes.
+                unsafe { wgpu::ExperimentalFeatures::enabled() }
+            },
             ..Default::default()
         }))
         .map_err(|e| Error::DeviceRequest {
@@ -217,6 +240,11 @@ impl Gpu {
         device.on_uncaptured_error(std::sync::Arc::new(|e: wgpu::Error| {
             tracing::error!("uncaptured GPU error: {e}");
         }));
+        let features = if cooperative_matrix.is_empty() {
+            features - wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
+        } else {
+            features
+        };
         let fingerprint = Fingerprint::from_info(&info);
         tracing::info!(
             adapter = %info.name,
@@ -226,6 +254,9 @@ impl Gpu {
             vendor_id = format_args!("{:#06x}", info.vendor),
             device_id = format_args!("{:#06x}", info.device),
             timestamps = features.contains(wgpu::Features::TIMESTAMP_QUERY),
+            shader_features = ?(features - wgpu::Features::TIMESTAMP_QUERY
+                - wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
+                - wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS),
             key = %fingerprint.device_key(),
             "device acquired"
         );
@@ -237,6 +268,7 @@ impl Gpu {
             fingerprint,
             limits,
             features,
+            cooperative_matrix,
         })
     }
 

@@ -21,6 +21,9 @@ pub struct Report {
     /// Things a reader must not miss, e.g. a driver that differs from the baseline's.
     pub notes: Vec<String>,
     pub rows: Vec<Row>,
+    /// Kernels this adapter lacks a feature for: neither pass nor fail, left out of the verdict.
+    #[serde(default)]
+    pub unsupported: Vec<Unsupported>,
     pub outcome: GateOutcome,
     /// Everything measured, raw samples included.
     pub runs: Vec<RunResult>,
@@ -44,6 +47,15 @@ pub struct Row {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comparison: Option<Comparison>,
     pub verdict: Verdict,
+}
+
+/// A kernel instance left out because the adapter lacks what it needs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Unsupported {
+    pub key: String,
+    pub kernel: String,
+    /// e.g. `needs SHADER_F16`.
+    pub reason: String,
 }
 
 pub trait Reporter {
@@ -129,6 +141,13 @@ impl Reporter for Table {
                 out,
                 "sampling {}: stopped at the {cap} before the noise target",
                 row.key
+            )?;
+        }
+        for u in &r.unsupported {
+            writeln!(
+                out,
+                "unsupported on this adapter {}: {} (not measured, left out of the verdict)",
+                u.key, u.reason
             )?;
         }
         for note in &r.notes {

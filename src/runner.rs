@@ -87,6 +87,11 @@ pub fn run_in_process(gpu: &Gpu, plan: &Plan) -> Result<RunResult> {
     for item in &plan.items {
         let kernel = workload::find(&item.kernel)?;
         let key = instance_key(kernel.name(), &item.params);
+        if let Some(reason) = kernel.unsupported(gpu) {
+            return Err(Error::CannotValidate(format!(
+                "{key} is unsupported on this adapter: {reason}"
+            )));
+        }
         let slots = plan.sampler.slots_for(kernel.footprint(&item.params)?);
         tracing::info!(%key, slots, "measuring");
         // Buffers live only while their instance is measured, so one kernel's memory is not

@@ -4,13 +4,16 @@
 //! label and the baseline key. A [`Kernel`] builds a [`Prepared`] instance once (pipelines, buffers,
 //! random inputs); the sampler then encodes it many times and asks it to verify its outputs.
 
+mod attention;
 mod conv2d;
 mod copy;
 mod gelu;
+mod gemm;
+mod lattice_bfs;
+mod lattice_distance;
 mod launch;
 mod layernorm;
 mod reduce;
-mod sgemm;
 mod softmax;
 pub mod suite;
 mod transpose;
@@ -39,9 +42,15 @@ pub fn all() -> &'static [&'static dyn Kernel] {
         &softmax::Softmax,
         &layernorm::Layernorm,
         &transpose::Transpose,
-        &sgemm::Sgemm,
+        &gemm::SGEMM,
+        &gemm::SGEMM_SUBGROUP,
+        &gemm::HGEMM,
+        &gemm::HGEMM_COOP,
         &conv2d::Conv2d,
+        &attention::Attention,
         &xor_transform::XorTransform,
+        &lattice_bfs::LatticeBfs,
+        &lattice_distance::LatticeDistance,
     ]
 }
 
@@ -75,6 +84,18 @@ impl Params {
             Some(&v) if v > 0 => Ok(v),
             Some(_) => Err(Error::Usage(format!(
                 "{kernel}: parameter {name} must be > 0"
+            ))),
+            None => Err(Error::Usage(format!("{kernel}: missing parameter {name}"))),
+        }
+    }
+
+    /// A 0/1 switch such as `causal`, with an error that names the kernel and the parameter.
+    pub fn flag(&self, kernel: &str, name: &str) -> Result<bool> {
+        match self.0.get(name) {
+            Some(0) => Ok(false),
+            Some(1) => Ok(true),
+            Some(v) => Err(Error::Usage(format!(
+                "{kernel}: parameter {name} must be 0 or 1, not {v}"
             ))),
             None => Err(Error::Usage(format!("{kernel}: missing parameter {name}"))),
         }
@@ -328,6 +349,33 @@ pub(crate) fn pipelines(
         })
         .collect();
     Ok(Pipelines { layout, entries })
+}
+
+/// One pipeline per entry point, each with the layout naga derives from what that entry point
+/// uses (group 0), for kernels whose entry points must not all bind the same buffers.
+pub(crate) fn auto_pipelines<const N: usize>(
+    gpu: &Gpu,
+    name: &str,
+    source: &str,
+    entry_points: [&str; N],
+) -> [wgpu::ComputePipeline; N] {
+    let module = gpu
+        .device
+        .create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(name),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
+    entry_points.map(|entry| {
+        gpu.device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(name),
+                layout: None,
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            })
+    })
 }
 
 /// A storage buffer holding `contents`.

@@ -1,4 +1,4 @@
-//! Every shader parses and validates with naga, and the bindings gpugate derives from it are the
+//! Every shader parses, validates and translates to SPIR-V with naga, and the bindings gpugate derives from it are the
 //! ones its workload binds.
 
 use gpugate::workload;
@@ -15,12 +15,21 @@ fn every_shader_validates_with_naga() {
                 e.emit_to_string(source)
             )
         });
-        naga::valid::Validator::new(
+        // Every capability: which features a kernel needs is the kernel's `unsupported` check.
+        let info = naga::valid::Validator::new(
             naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::default(),
+            naga::valid::Capabilities::all(),
         )
         .validate(&module)
         .unwrap_or_else(|e| panic!("shaders/{}.wgsl does not validate: {e:?}", kernel.name()));
+        // The SPIR-V a Vulkan driver will get is written here too, so a writer failure (as seen
+        // with cooperative matrices) shows up on machines without the feature.
+        naga::back::spv::write_vec(&module, &info, &Default::default(), None).unwrap_or_else(|e| {
+            panic!(
+                "shaders/{}.wgsl does not translate to SPIR-V: {e}",
+                kernel.name()
+            )
+        });
         assert!(
             !module.entry_points.is_empty(),
             "shaders/{}.wgsl has no entry point",

@@ -1,0 +1,260 @@
+//! The GEMM family (dense layers), one shader each: `sgemm` (f32, 64×64 tiles, 4×4 register
+//! blocks), `sgemm_subgroup` (the same with subgroup shuffles), `hgemm` (f16 inputs, f32
+//! accumulate, same tiling) and `hgemm_coop` (f16 on cooperative matrices / tensor cores).
+//! All compute row-major C = A·B and report GFLOP/s of 2·M·N·K.
+
+use half::f16;
+use rand::rngs::StdRng;
+use rand::Rng;
+
+use super::launch::{f32s, Launch, Set};
+use super::{Kernel, Params, Prepared, Unit, Work};
+use crate::device::Gpu;
+use crate::error::{Error, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    Sgemm,
+    SgemmSubgroup,
+    Hgemm,
+    HgemmCoop,
+}
+
+pub struct Gemm(pub Variant);
+
+pub const SGEMM: Gemm = Gemm(Variant::Sgemm);
+pub const SGEMM_SUBGROUP: Gemm = Gemm(Variant::SgemmSubgroup);
+pub const HGEMM: Gemm = Gemm(Variant::Hgemm);
+pub const HGEMM_COOP: Gemm = Gemm(Variant::HgemmCoop);
+
+/// Above this many multiply-adds the CPU checks a random sample of C, not all of it.
+const FULL_CHECK_MACS: u64 = 1 << 28;
+const SAMPLED_ENTRIES: usize = 4096;
+
+#[derive(Clone, Copy)]
+struct Dims {
+    m: u64,
+    n: u64,
+    k: u64,
+}
+
+impl Variant {
+    /// Edge of the C tile one workgroup computes.
+    fn tile(self) -> u64 {
+        match self {
+            Variant::HgemmCoop => 32,
+            _ => 64,
+        }
+    }
+    fn half_inputs(self) -> bool {
+        matches!(self, Variant::Hgemm | Variant::HgemmCoop)
+    }
+}
+
+impl Gemm {
+    fn dims(&self, params: &Params) -> Result<Dims> {
+        let name = self.name();
+        let d = Dims {
+            m: params.get(name, "m")?,
+            n: params.get(name, "n")?,
+            k: params.get(name, "k")?,
+        };
+        // Cooperative fragments are whole 16×16 blocks; this kernel does not mask partial ones.
+        if self.0 == Variant::HgemmCoop && (d.m % 32 != 0 || d.n % 32 != 0 || d.k % 16 != 0) {
+            return Err(Error::Usage(format!(
+                "{}: m and n must be multiples of 32 and k of 16",
+                super::instance_key(name, params)
+            )));
+        }
+        Ok(d)
+    }
+}
+
+impl Kernel for Gemm {
+    fn name(&self) -> &'static str {
+        match self.0 {
+            Variant::Sgemm => "sgemm",
+            Variant::SgemmSubgroup => "sgemm_subgroup",
+            Variant::Hgemm => "hgemm",
+            Variant::HgemmCoop => "hgemm_coop",
+        }
+    }
+    fn describe(&self) -> &'static str {
+        match self.0 {
+            Variant::Sgemm => "fp32 matrix multiply, 64×64 tiles, 4×4 register blocks (dense layers); GFLOP/s",
+            Variant::SgemmSubgroup => "fp32 matrix multiply sharing A through subgroup shuffles (needs SUBGROUP); GFLOP/s",
+            Variant::Hgemm => "f16-input, f32-accumulate matrix multiply, 64×64 tiles (needs SHADER_F16); GFLOP/s",
+            Variant::HgemmCoop => "f16-input, f32-accumulate matrix multiply on cooperative matrices / tensor cores; GFLOP/s",
+        }
+    }
+    fn unit(&self) -> Unit {
+        Unit::Flops
+    }
+    fn shader(&self) -> &'static str {
+        match self.0 {
+            Variant::Sgemm => include_str!("../../shaders/sgemm.wgsl"),
+            Variant::SgemmSubgroup => include_str!("../../shaders/sgemm_subgroup.wgsl"),
+            Variant::Hgemm => include_str!("../../shaders/hgemm.wgsl"),
+            Variant::HgemmCoop => include_str!("../../shaders/hgemm_coop.wgsl"),
+        }
+    }
+    fn param_names(&self) -> &'static [&'static str] {
+        &["m", "n", "k"]
+    }
+    fn unsupported(&self, gpu: &Gpu) -> Option<String> {
+        use wgpu::Features as F;
+        match self.0 {
+            Variant::Sgemm => None,
+            Variant::SgemmSubgroup => super::missing_features(gpu, F::SUBGROUP).or_else(|| {
+                (gpu.info.subgroup_min_size < 4).then(|| {
+                    format!(
+                        "needs subgroups of 4+ lanes (has {})",
+                        gpu.info.subgroup_min_size
+                    )
+                })
+            }),
+            Variant::Hgemm => super::missing_features(gpu, F::SHADER_F16),
+            Variant::HgemmCoop => {
+                let shape = gpu.cooperative_matrix.iter().any(|p| {
+                    use wgpu::CooperativeScalarType as T;
+                    (p.m_size, p.n_size, p.k_size, p.ab_type, p.cr_type)
+                        == (16, 16, 16, T::F16, T::F32)
+                });
+                super::missing_features(gpu, F::SHADER_F16 | F::SUBGROUP)
+                    .or_else(|| {
+                        (!shape).then(|| {
+                            "needs EXPERIMENTAL_COOPERATIVE_MATRIX with a 16×16×16 f16 → f32 shape".to_string()
+                        })
+                    })
+                    .or_else(|| {
+                        (gpu.info.subgroup_max_size > 32).then(|| {
+                            format!("needs subgroups of at most 32 lanes (up to {})", gpu.info.subgroup_max_size)
+                        })
+                    })
+            }
+        }
+    }
+    fn work(&self, params: &Params) -> Result<Work> {
+        let d = self.dims(params)?;
+        let element = if self.0.half_inputs() { 2 } else { 4 };
+        Ok(Work {
+            bytes: element * (d.m * d.k + d.k * d.n) + 4 * d.m * d.n,
+            flops: 2 * d.m * d.n * d.k,
+            ..Work::default()
+        })
+    }
+    fn footprint(&self, params: &Params) -> Result<u64> {
+        self.work(params).map(|w| w.bytes)
+    }
+
+    fn prepare(
+        &self,
+        gpu: &Gpu,
+        params: &Params,
+        slots: usize,
+        rng: &mut StdRng,
+    ) -> Result<Box<dyn Prepared>> {
+        let name = self.name();
+        let d = self.dims(params)?;
+        for bytes in [4 * d.m * d.k, 4 * d.k * d.n, 4 * d.m * d.n] {
+            super::check_binding(gpu, name, params, bytes)?;
+        }
+        let tile = self.0.tile();
+        let groups = [d.n.div_ceil(tile) as u32, d.m.div_ceil(tile) as u32, 1];
+        super::check_groups(gpu, name, params, groups)?;
+        let pipelines = super::pipelines(gpu, name, self.shader(), &["main"])?;
+        let uniform =
+            super::uniform_buffer(gpu, "gemm.dims", &[d.m as u32, d.n as u32, d.k as u32, 0]);
+        let half = self.0.half_inputs();
+        let sets = (0..slots)
+            .map(|_| {
+                // f16 inputs are drawn as f16 so the CPU multiplies exactly what the GPU read.
+                let mut matrix = |len: u64, label: &str| -> (Vec<f32>, wgpu::Buffer) {
+                    let values: Vec<f32> =
+                        (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+                    if half {
+                        let h: Vec<f16> = values.iter().map(|&v| f16::from_f32(v)).collect();
+                        let widened = h.iter().map(|v| v.to_f32()).collect();
+                        (
+                            widened,
+                            super::input_buffer(gpu, label, bytemuck::cast_slice(&h)),
+                        )
+                    } else {
+                        let buf = super::input_buffer(gpu, label, bytemuck::cast_slice(&values));
+                        (values, buf)
+                    }
+                };
+                let (a, a_buf) = matrix(d.m * d.k, "gemm.a");
+                let (b, b_buf) = matrix(d.k * d.n, "gemm.b");
+                let c_buf = super::poisoned_buffer(gpu, "gemm.c", 4 * d.m * d.n);
+                let bind = super::bind_group(gpu, &pipelines, &[&uniform, &a_buf, &b_buf, &c_buf]);
+                // Which entries of C the CPU checks is drawn now, from the same random stream.
+                let (m, n, k) = (d.m as usize, d.n as usize, d.k as usize);
+                let entries = reference::entries_to_check(m, n, k, rng);
+                Set {
+                    bind,
+                    outputs: vec![c_buf],
+                    check: Box::new(move |out| {
+                        let c = f32s(&out[0]);
+                        let got: Vec<f32> = entries.iter().map(|&(i, j)| c[i * n + j]).collect();
+                        let (want, tolerance) = reference::entries(&a, &b, n, k, &entries);
+                        super::compare_f32("C", &got, &want, &tolerance)
+                    }),
+                }
+            })
+            .collect();
+        Ok(Box::new(Launch {
+            kernel: name,
+            pipelines,
+            steps: vec![(0, groups)],
+            sets,
+        }))
+    }
+}
+
+/// CPU reference: dot products in f64, tolerance from the f32 error bound K·ε·Σ|a·b| (×2 for fma
+/// and tile order). f16 inputs arrive here already widened, so only accumulation error remains.
+pub mod reference {
+    use rand::Rng;
+
+    /// All of C when it is cheap to check, else a random sample that always includes the corners,
+    /// where edge tiles and bounds checks live.
+    pub fn entries_to_check(
+        m: usize,
+        n: usize,
+        k: usize,
+        rng: &mut impl Rng,
+    ) -> Vec<(usize, usize)> {
+        if (m * n * k) as u64 <= super::FULL_CHECK_MACS {
+            return (0..m).flat_map(|i| (0..n).map(move |j| (i, j))).collect();
+        }
+        let mut picks = vec![(0, 0), (0, n - 1), (m - 1, 0), (m - 1, n - 1)];
+        picks.extend(
+            (0..super::SAMPLED_ENTRIES).map(|_| (rng.random_range(0..m), rng.random_range(0..n))),
+        );
+        picks
+    }
+
+    pub fn entries(
+        a: &[f32],
+        b: &[f32],
+        n: usize,
+        k: usize,
+        at: &[(usize, usize)],
+    ) -> (Vec<f64>, Vec<f64>) {
+        at.iter()
+            .map(|&(i, j)| {
+                let (mut dot, mut abs) = (0.0f64, 0.0f64);
+                for p in 0..k {
+                    let prod = f64::from(a[i * k + p]) * f64::from(b[p * n + j]);
+                    dot += prod;
+                    abs += prod.abs();
+                }
+                (
+                    dot,
+                    2.0 * k as f64 * f64::from(f32::EPSILON) * abs + f64::from(f32::MIN_POSITIVE),
+                )
+            })
+            .unzip()
+    }
+}
