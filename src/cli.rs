@@ -177,13 +177,13 @@ fn list(choice: &AdapterChoice, format: Format) -> Result<u8> {
         })
         .collect();
     let suite_keys = |scale| {
-        [Suite::Quick, Suite::Default]
+        Suite::ALL
             .map(|s| {
                 let keys: Vec<String> = suite::instances(s, scale)
                     .iter()
                     .map(|(k, p)| workload::instance_key(k.name(), p))
                     .collect();
-                (format!("{s:?}").to_lowercase(), keys)
+                (s.name(), keys)
             })
             .into_iter()
             .collect::<BTreeMap<_, _>>()
@@ -383,7 +383,7 @@ fn rows(
     mut judge: impl FnMut(usize, &RunMedians) -> Option<compare::Comparison>,
 ) -> Vec<Row> {
     let first = &results[0];
-    first
+    let mut rows: Vec<Row> = first
         .kernels
         .iter()
         .enumerate()
@@ -409,6 +409,8 @@ fn rows(
                 unit: k.unit,
                 median_s,
                 rate: k.unit.rate(k.work, median_s),
+                pct_of_peak: None,
+                intensity: k.work.intensity(),
                 iqr_rel: per_run
                     .iter()
                     .map(|r| r.summary.iqr_rel)
@@ -420,7 +422,9 @@ fn rows(
                 verdict,
             }
         })
-        .collect()
+        .collect();
+    report::apply_peaks(&mut rows);
+    rows
 }
 
 fn emit(format: Format, report: &report::Report, json: Option<&PathBuf>) -> Result<u8> {

@@ -37,8 +37,15 @@ pub struct Row {
     pub unit: Unit,
     /// Central time per iteration over the runs (geometric mean of run medians).
     pub median_s: f64,
-    /// GB/s or GFLOP/s at `median_s`.
+    /// GB/s, GFLOP/s or GTEPS at `median_s`.
     pub rate: f64,
+    /// `rate` over this device's measured ceiling for the unit (peak_bandwidth or peak_fma in
+    /// the same report), as a fraction; None without a ceiling to compare with.
+    #[serde(default)]
+    pub pct_of_peak: Option<f64>,
+    /// FLOPs per byte counted: where the kernel sits on the roofline.
+    #[serde(default)]
+    pub intensity: f64,
     /// Largest interquartile range over median among the runs.
     pub iqr_rel: f64,
     pub timing: TimingMethod,
@@ -56,6 +63,22 @@ pub struct Unsupported {
     pub kernel: String,
     /// e.g. `needs SHADER_F16`.
     pub reason: String,
+}
+
+/// Set every row's `pct_of_peak` from the ceiling kernels measured in the same report:
+/// bandwidth kernels against peak_bandwidth, FLOP kernels against peak_fma (f32 FMA; a
+/// tensor-core kernel can exceed it). Graph kernels (GTEPS) have no ceiling here.
+pub fn apply_peaks(rows: &mut [Row]) {
+    let ceiling = |name: &str| rows.iter().find(|r| r.kernel == name).map(|r| r.rate);
+    let (bandwidth, flops) = (ceiling("peak_bandwidth"), ceiling("peak_fma"));
+    for row in rows.iter_mut() {
+        let peak = match row.unit {
+            Unit::Bandwidth => bandwidth,
+            Unit::Flops => flops,
+            Unit::Teps => None,
+        };
+        row.pct_of_peak = peak.filter(|p| *p > 0.0).map(|p| row.rate / p);
+    }
 }
 
 pub trait Reporter {
@@ -95,8 +118,16 @@ impl Reporter for Table {
         writeln!(out)?;
         writeln!(
             out,
-            "{:<32} {:>11} {:>11} {:>7} {:>15} {:>13} {:>14}",
-            "kernel", "median", "baseline", "ratio", "ratio CI", "verdict", "rate"
+            "{:<44} {:>11} {:>11} {:>7} {:>15} {:>13} {:>16} {:>7} {:>8}",
+            "kernel",
+            "median",
+            "baseline",
+            "ratio",
+            "ratio CI",
+            "verdict",
+            "rate",
+            "% peak",
+            "FLOP/B"
         )?;
         for row in &r.rows {
             let (baseline, ratio, ci) = match &row.comparison {
@@ -107,9 +138,12 @@ impl Reporter for Table {
                 ),
                 None => ("-".into(), "-".into(), "-".into()),
             };
+            let pct = row
+                .pct_of_peak
+                .map_or("-".into(), |p| format!("{:.1}", 100.0 * p));
             writeln!(
                 out,
-                "{:<32} {:>11} {:>11} {:>7} {:>15} {:>13} {:>14}",
+                "{:<44} {:>11} {:>11} {:>7} {:>15} {:>13} {:>16} {:>7} {:>8.2}",
                 row.key,
                 fmt_time(row.median_s),
                 baseline,
@@ -117,6 +151,8 @@ impl Reporter for Table {
                 ci,
                 row.verdict.as_str(),
                 format!("{:.2} {}", row.rate, row.unit.label()),
+                pct,
+                row.intensity,
             )?;
         }
         writeln!(out)?;

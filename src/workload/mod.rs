@@ -13,6 +13,7 @@ mod lattice_bfs;
 mod lattice_distance;
 mod launch;
 mod layernorm;
+mod peak;
 mod reduce;
 mod softmax;
 pub mod suite;
@@ -33,6 +34,8 @@ use crate::error::{Error, Result};
 /// Every kernel this build knows, in suite order.
 pub fn all() -> &'static [&'static dyn Kernel] {
     &[
+        &peak::PeakBandwidth,
+        &peak::PeakFma,
         &copy::Copy,
         &triad::Triad,
         &gelu::Gelu,

@@ -102,7 +102,8 @@ fn run_measures_and_verifies_without_a_baseline() {
 fn record_writes_a_loadable_baseline_with_run_to_run_spread() {
     let baseline = gpugate::baseline::load(recorded_baseline()).unwrap();
     assert_eq!(baseline.schema_version, gpugate::baseline::SCHEMA_VERSION);
-    assert_eq!(baseline.kernels.len(), 4);
+    let kernels: Vec<&str> = baseline.kernels.iter().map(|k| k.kernel.as_str()).collect();
+    assert_eq!(kernels, crate::GATE_KERNELS);
     for k in &baseline.kernels {
         assert_eq!(k.runs.len(), gpugate::baseline::DEFAULT_RUNS, "{}", k.key);
         assert!(k.runs.iter().all(|r| !r.samples_s.is_empty()));
@@ -172,13 +173,123 @@ fn list_shows_adapters_kernels_and_suites() {
         .iter()
         .map(|k| k["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["copy", "reduce_sum", "sgemm", "xor_transform"]);
-    assert_eq!(
-        doc["suites"]["gpu"]["default"][2],
-        "sgemm[k=4096,m=4096,n=4096]"
-    );
-    assert_eq!(
-        doc["suites"]["software"]["quick"].as_array().unwrap().len(),
-        4
-    );
+    let registered: Vec<_> = gpugate::workload::all().iter().map(|k| k.name()).collect();
+    assert_eq!(names, registered);
+    for name in [
+        "attention",
+        "hgemm_coop",
+        "lattice_bfs",
+        "softmax",
+        "peak_fma",
+    ] {
+        assert!(names.contains(&name), "{name} not listed");
+    }
+    let gpu_default = doc["suites"]["gpu"]["default"].as_array().unwrap();
+    for key in [
+        "sgemm[k=4096,m=4096,n=4096]",
+        "hgemm_coop[k=8192,m=8192,n=8192]",
+        "softmax[cols=8192,rows=16384]",
+        "layernorm[cols=8192,rows=16384]",
+    ] {
+        assert!(
+            gpu_default.iter().any(|k| k == key),
+            "{key} not in the GPU default suite"
+        );
+    }
+    for suite in ["quick", "default", "full", "peak"] {
+        let keys = doc["suites"]["software"][suite].as_array().unwrap();
+        assert!(
+            keys[0].as_str().unwrap().starts_with("peak_bandwidth["),
+            "{suite}"
+        );
+    }
+    // quick and default hold every kernel; full adds instances; peak is the two ceilings.
+    let len = |s: &str| doc["suites"]["software"][s].as_array().unwrap().len();
+    assert_eq!(len("quick"), registered.len());
+    assert!(len("full") > len("default"));
+    assert_eq!(len("peak"), 2);
+}
+
+/// lavapipe has no cooperative matrices, so hgemm_coop must be reported unsupported there —
+/// neither passed nor failed, and never exit 0 when nothing else ran.
+#[test]
+fn a_kernel_the_adapter_lacks_a_feature_for_is_unsupported_not_passed() {
+    let _lock = crate::shared_lock();
+    let out = gpugate()
+        .args(["--format", "json", "run", "--kernel", "hgemm_coop"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let unsupported = report["unsupported"].as_array().unwrap();
+    if report["fingerprint"]["name"]
+        .as_str()
+        .unwrap()
+        .starts_with("llvmpipe")
+    {
+        assert_eq!(out.status.code(), Some(3), "{report}");
+        assert_eq!(unsupported.len(), 1);
+        assert_eq!(unsupported[0]["kernel"], "hgemm_coop");
+        let reason = unsupported[0]["reason"].as_str().unwrap();
+        assert!(reason.contains("COOPERATIVE_MATRIX"), "{reason}");
+        assert!(report["rows"].as_array().unwrap().is_empty());
+        assert!(report["outcome"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unsupported on this adapter"));
+    } else if unsupported.is_empty() {
+        // An adapter with tensor cores runs and verifies it.
+        assert_eq!(out.status.code(), Some(0), "{report}");
+        assert_eq!(report["rows"][0]["verification"]["ok"], true);
+    } else {
+        assert_eq!(out.status.code(), Some(3), "{report}");
+    }
+}
+
+/// A baseline entry this adapter cannot run is listed as unsupported and left out of the
+/// verdict; the rest of the check still decides the exit code.
+#[test]
+fn check_leaves_unsupported_baseline_kernels_out_of_the_verdict() {
+    let baseline = recorded_baseline();
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(baseline).unwrap()).unwrap();
+    let kernels = doc["kernels"].as_array_mut().unwrap();
+    let mut coop = kernels
+        .iter()
+        .find(|k| k["kernel"] == "sgemm")
+        .unwrap()
+        .clone();
+    coop["kernel"] = "hgemm_coop".into();
+    coop["key"] = coop["key"]
+        .as_str()
+        .unwrap()
+        .replace("sgemm", "hgemm_coop")
+        .into();
+    kernels.push(coop);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("with_coop.json");
+    std::fs::write(&file, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let _lock = timing_lock();
+    let out = gpugate()
+        .args(["check", "--threshold", SOFTWARE_THRESHOLD])
+        .args(["--kernel", "sgemm", "--kernel", "hgemm_coop", "--baselines"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    if doc["fingerprint"]["name"]
+        .as_str()
+        .unwrap()
+        .starts_with("llvmpipe")
+    {
+        assert_eq!(out.status.code(), Some(0), "{text}");
+        assert!(
+            text.contains("unsupported on this adapter hgemm_coop[k="),
+            "{text}"
+        );
+        assert!(
+            text.contains("1 kernel(s) unsupported on this adapter, left out"),
+            "{text}"
+        );
+    }
 }

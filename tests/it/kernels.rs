@@ -34,6 +34,11 @@ fn shapes() -> Vec<(&'static str, Params)> {
     let lat = |dim, size| Params::new([("dim", dim), ("size", size)]);
     let dist = |m, nn, dim, size| Params::new([("m", m), ("n", nn), ("dim", dim), ("size", size)]);
     vec![
+        ("peak_bandwidth", n(4)),
+        // Over 4 vec4s per invocation of 1024 workgroups: the unrolled loop and its tail both run.
+        ("peak_bandwidth", n(4 * (1024 * 256 * 5 + 77))),
+        ("peak_fma", Params::new([("groups", 1), ("iters", 1)])),
+        ("peak_fma", Params::new([("groups", 3), ("iters", 1000)])),
         ("triad", n(4)),
         ("triad", n(4 * 1001)),
         ("gelu", n(4)),

@@ -44,18 +44,24 @@ pub fn gpugate() -> assert_cmd::Command {
     cmd
 }
 
-/// A quick-suite baseline recorded once for the whole test binary, with `record`'s default runs.
+/// The kernels of the test baseline: a streaming kernel, a tiled one, the catalytic one and the
+/// indirect-dispatch BFS — every shape of `Prepared`, at a CI-friendly recording time.
+pub const GATE_KERNELS: [&str; 4] = ["copy", "sgemm", "xor_transform", "lattice_bfs"];
+
+/// A quick-suite baseline of [`GATE_KERNELS`] recorded once for the whole test binary, with
+/// `record`'s default runs.
 pub fn recorded_baseline() -> &'static Path {
     static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
     &DIR.get_or_init(|| {
         let _lock = timing_lock();
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("recorded.json");
-        let out = gpugate()
-            .args(["record", "--out"])
-            .arg(&file)
-            .output()
-            .unwrap();
+        let mut cmd = gpugate();
+        cmd.arg("record");
+        for k in GATE_KERNELS {
+            cmd.args(["--kernel", k]);
+        }
+        let out = cmd.arg("--out").arg(&file).output().unwrap();
         assert!(
             out.status.success(),
             "record failed: {}\n{}",
