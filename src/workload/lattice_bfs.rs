@@ -245,3 +245,35 @@ pub mod reference {
         dist
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// On a grid lattice the BFS distance is the L1 distance to the source: the reference agrees.
+    #[test]
+    fn cpu_bfs_distances_are_l1_distances_to_the_centre() {
+        for (dim, size) in [(1, 7), (2, 5), (3, 4), (4, 3)] {
+            let l = Lattice { dim, size };
+            let dist = reference::bfs(l);
+            let coords = |v: u32| (0..dim).map(move |a| (v / size.pow(a)) % size);
+            for (v, &d) in dist.iter().enumerate() {
+                let l1: u32 = coords(v as u32)
+                    .zip(coords(l.source()))
+                    .map(|(x, s)| x.abs_diff(s))
+                    .sum();
+                assert_eq!(d, l1, "dim {dim} size {size} vertex {v}");
+            }
+            assert_eq!(*dist.iter().max().unwrap(), l.levels());
+            // Edges: each vertex's neighbour count, summed, counts every edge twice.
+            let degrees: u64 = (0..l.vertices() as u32)
+                .map(|v| {
+                    coords(v)
+                        .map(|c| u64::from(c > 0) + u64::from(c + 1 < size))
+                        .sum::<u64>()
+                })
+                .sum();
+            assert_eq!(degrees, 2 * l.edges());
+        }
+    }
+}

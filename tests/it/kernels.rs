@@ -198,3 +198,54 @@ fn bad_parameters_name_the_kernel_and_parameter() {
         .unwrap();
     assert!(err.to_string().contains("multiple of 4"), "{err}");
 }
+
+/// One device for the property tests' many small cases.
+fn shared_gpu() -> &'static Gpu {
+    static GPU: std::sync::OnceLock<Gpu> = std::sync::OnceLock::new();
+    GPU.get_or_init(gpu)
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 16,
+        ..Default::default()
+    })]
+
+    #[test]
+    fn softmax_matches_its_reference_on_random_shapes(rows in 1u64..40, cols in 1u64..700) {
+        let _lock = crate::shared_lock();
+        let params = Params::new([("rows", rows), ("cols", cols)]);
+        let v = verify(shared_gpu(), "softmax", params, true);
+        proptest::prop_assert!(v.ok, "{}", v.detail);
+    }
+
+    #[test]
+    fn layernorm_matches_its_reference_on_random_shapes(rows in 1u64..40, cols in 1u64..700) {
+        let _lock = crate::shared_lock();
+        let params = Params::new([("rows", rows), ("cols", cols)]);
+        let v = verify(shared_gpu(), "layernorm", params, true);
+        proptest::prop_assert!(v.ok, "{}", v.detail);
+    }
+
+    #[test]
+    fn attention_matches_its_reference_on_random_shapes(
+        batch in 1u64..3,
+        heads in 1u64..3,
+        seq in 1u64..200,
+        causal in 0u64..=1,
+    ) {
+        let _lock = crate::shared_lock();
+        let params =
+            Params::new([("batch", batch), ("heads", heads), ("seq", seq), ("causal", causal)]);
+        let v = verify(shared_gpu(), "attention", params, true);
+        proptest::prop_assert!(v.ok, "{}", v.detail);
+    }
+
+    #[test]
+    fn lattice_bfs_matches_a_cpu_bfs_on_random_lattices(dim in 1u64..=5, size in 1u64..=12) {
+        let _lock = crate::shared_lock();
+        let params = Params::new([("dim", dim), ("size", size)]);
+        let v = verify(shared_gpu(), "lattice_bfs", params, true);
+        proptest::prop_assert!(v.ok, "{}", v.detail);
+    }
+}

@@ -4,8 +4,11 @@
 //! Modules:
 //! - `shaders`: every WGSL file parses and validates with naga; reflected bindings match use.
 //! - `kernels`: every kernel verified against its CPU reference at several shapes, including
-//!   sizes that are not multiples of the workgroup or tile; unrun kernels fail verification.
-//! - `gate`: `record` → `check` A/A passes; a real slowdown fails and names the kernel.
+//!   sizes that are not multiples of the workgroup or tile; unrun kernels fail verification;
+//!   property tests over random small shapes for softmax, layernorm, attention and lattice_bfs;
+//!   kernels an adapter lacks a feature for are the ones expected of it.
+//! - `gate`: `record` → `check` A/A passes; a real slowdown fails and names the kernel; `list`
+//!   shows every kernel and suite; unsupported kernels are reported, never passed.
 //! - `bad_input`: broken baseline files, missing baselines and missing adapters give exit 2 or 3
 //!   naming the file and field, never a panic.
 //! - `statistics`: false-alarm and detection rates of the comparison on simulated noise.
