@@ -2,8 +2,8 @@
 //! bytes read plus bytes written.
 
 use rand::rngs::StdRng;
-use rand::Rng;
 
+use super::launch::{f32s, random_f32, Launch, Set};
 use super::{Kernel, Params, Prepared, Unit, Verification, Work};
 use crate::device::Gpu;
 use crate::error::Result;
@@ -49,49 +49,26 @@ impl Kernel for Copy {
         let n = params.vec4_len(NAME)?;
         super::check_binding(gpu, NAME, params, 4 * n)?;
         let pipelines = super::pipelines(gpu, NAME, self.shader(), &["main"])?;
-        let mut sets = Vec::with_capacity(slots);
-        for _ in 0..slots {
-            let src: Vec<f32> = (0..n).map(|_| rng.random_range(0.25f32..1.25)).collect();
-            let src_buf = super::input_buffer(gpu, "copy.src", bytemuck::cast_slice(&src));
-            let dst_buf = super::poisoned_buffer(gpu, "copy.dst", 4 * n);
-            let bind = super::bind_group(gpu, &pipelines, &[&src_buf, &dst_buf]);
-            sets.push(Slot { src, dst_buf, bind });
-        }
+        let sets = (0..slots)
+            .map(|_| {
+                let src = random_f32(rng, n, 0.25, 1.25);
+                let src_buf = super::input_buffer(gpu, "copy.src", bytemuck::cast_slice(&src));
+                let dst_buf = super::poisoned_buffer(gpu, "copy.dst", 4 * n);
+                let bind = super::bind_group(gpu, &pipelines, &[&src_buf, &dst_buf]);
+                Set {
+                    bind,
+                    outputs: vec![dst_buf],
+                    check: Box::new(move |got| reference::compare(&f32s(&got[0]), &src)),
+                }
+            })
+            .collect();
         let groups = super::grid_groups(gpu, n / 4, 256, 65535);
-        Ok(Box::new(CopyRun {
+        Ok(Box::new(Launch {
+            kernel: NAME,
             pipelines,
+            steps: vec![(0, [groups, 1, 1])],
             sets,
-            groups,
         }))
-    }
-}
-
-struct Slot {
-    src: Vec<f32>,
-    dst_buf: wgpu::Buffer,
-    bind: wgpu::BindGroup,
-}
-
-struct CopyRun {
-    pipelines: super::Pipelines,
-    sets: Vec<Slot>,
-    groups: u32,
-}
-
-impl Prepared for CopyRun {
-    fn encode(&self, pass: &mut wgpu::ComputePass<'_>, slot: usize) {
-        pass.set_pipeline(&self.pipelines.entries[0]);
-        pass.set_bind_group(0, &self.sets[slot].bind, &[]);
-        pass.dispatch_workgroups(self.groups, 1, 1);
-    }
-
-    fn verify(&self, gpu: &Gpu) -> Result<Verification> {
-        let mut parts = Vec::new();
-        for set in &self.sets {
-            let got: Vec<f32> = super::read_back(gpu, NAME, &set.dst_buf)?;
-            parts.push(reference::compare(&got, &set.src));
-        }
-        Ok(Verification::all(parts))
     }
 }
 

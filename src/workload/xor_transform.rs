@@ -6,6 +6,7 @@
 use rand::rngs::StdRng;
 use rand::Rng;
 
+use super::launch::{u32s, Launch, Set};
 use super::{Kernel, Params, Prepared, Unit, Verification, Work};
 use crate::device::Gpu;
 use crate::error::Result;
@@ -53,72 +54,42 @@ impl Kernel for XorTransform {
         super::check_binding(gpu, NAME, params, 4 * n)?;
         let pipelines = super::pipelines(gpu, NAME, self.shader(), &["transform", "consume"])?;
         let groups = super::grid_groups(gpu, n / 4, 256, 65535);
-        let mut sets = Vec::with_capacity(slots);
-        for _ in 0..slots {
-            // A zero key would make the transform trivially visible; draw a non-zero one.
-            let key = rng.random_range(1..=u32::MAX);
-            let x: Vec<u32> = (0..n).map(|_| rng.random()).collect();
-            let aux: Vec<u32> = (0..n).map(|_| rng.random()).collect();
-            let uniform = super::uniform_buffer(gpu, "xor_transform.params", &[key, 0, 0, 0]);
-            let x_buf = super::input_buffer(gpu, "xor_transform.x", bytemuck::cast_slice(&x));
-            let aux_buf = super::input_buffer(gpu, "xor_transform.aux", bytemuck::cast_slice(&aux));
-            let out_buf = super::poisoned_buffer(gpu, "xor_transform.out", 4 * n);
-            let bind = super::bind_group(gpu, &pipelines, &[&uniform, &x_buf, &aux_buf, &out_buf]);
-            sets.push(Slot {
-                key,
-                x,
-                aux,
-                aux_buf,
-                out_buf,
-                bind,
-            });
-        }
-        Ok(Box::new(XorRun {
+        let sets = (0..slots)
+            .map(|_| {
+                // A zero key would make the transform trivially visible; draw a non-zero one.
+                let key = rng.random_range(1..=u32::MAX);
+                let x: Vec<u32> = (0..n).map(|_| rng.random()).collect();
+                let aux: Vec<u32> = (0..n).map(|_| rng.random()).collect();
+                let uniform = super::uniform_buffer(gpu, "xor_transform.params", &[key, 0, 0, 0]);
+                let x_buf = super::input_buffer(gpu, "xor_transform.x", bytemuck::cast_slice(&x));
+                let aux_buf =
+                    super::input_buffer(gpu, "xor_transform.aux", bytemuck::cast_slice(&aux));
+                let out_buf = super::poisoned_buffer(gpu, "xor_transform.out", 4 * n);
+                let bind =
+                    super::bind_group(gpu, &pipelines, &[&uniform, &x_buf, &aux_buf, &out_buf]);
+                Set {
+                    bind,
+                    outputs: vec![out_buf, aux_buf],
+                    check: Box::new(move |got| {
+                        Verification::all(vec![
+                            reference::check_out(&u32s(&got[0]), &x, &aux, key),
+                            reference::check_restored(&u32s(&got[1]), &aux),
+                        ])
+                    }),
+                }
+            })
+            .collect();
+        Ok(Box::new(Launch {
+            kernel: NAME,
             pipelines,
+            // Borrow (transform), use (consume), give back (transform again: XOR undoes itself).
+            steps: vec![
+                (0, [groups, 1, 1]),
+                (1, [groups, 1, 1]),
+                (0, [groups, 1, 1]),
+            ],
             sets,
-            groups,
         }))
-    }
-}
-
-struct Slot {
-    key: u32,
-    x: Vec<u32>,
-    aux: Vec<u32>,
-    aux_buf: wgpu::Buffer,
-    out_buf: wgpu::Buffer,
-    bind: wgpu::BindGroup,
-}
-
-struct XorRun {
-    /// Entry points `transform`, then `consume`.
-    pipelines: super::Pipelines,
-    sets: Vec<Slot>,
-    groups: u32,
-}
-
-impl Prepared for XorRun {
-    fn encode(&self, pass: &mut wgpu::ComputePass<'_>, slot: usize) {
-        let [transform, consume] = &self.pipelines.entries[..] else {
-            unreachable!("two entry points")
-        };
-        pass.set_bind_group(0, &self.sets[slot].bind, &[]);
-        // Borrow (transform), use (consume), give back (transform again: XOR undoes itself).
-        for pipeline in [transform, consume, transform] {
-            pass.set_pipeline(pipeline);
-            pass.dispatch_workgroups(self.groups, 1, 1);
-        }
-    }
-
-    fn verify(&self, gpu: &Gpu) -> Result<Verification> {
-        let mut parts = Vec::new();
-        for set in &self.sets {
-            let out: Vec<u32> = super::read_back(gpu, NAME, &set.out_buf)?;
-            let aux: Vec<u32> = super::read_back(gpu, NAME, &set.aux_buf)?;
-            parts.push(reference::check_out(&out, &set.x, &set.aux, set.key));
-            parts.push(reference::check_restored(&aux, &set.aux));
-        }
-        Ok(Verification::all(parts))
     }
 }
 
