@@ -60,7 +60,9 @@ impl Gemm {
             k: params.get(name, "k")?,
         };
         // Cooperative fragments are whole 16×16 blocks; this kernel does not mask partial ones.
-        if self.0 == Variant::HgemmCoop && (d.m % 32 != 0 || d.n % 32 != 0 || d.k % 16 != 0) {
+        if self.0 == Variant::HgemmCoop
+            && (!d.m.is_multiple_of(32) || !d.n.is_multiple_of(32) || !d.k.is_multiple_of(16))
+        {
             return Err(Error::Usage(format!(
                 "{}: m and n must be multiples of 32 and k of 16",
                 super::instance_key(name, params)
