@@ -74,3 +74,22 @@ pub(crate) fn rows_to_check(rows: u64, limit: u64, rng: &mut impl Rng) -> Vec<u6
     picks.extend((2..limit).map(|_| rng.random_range(0..rows)));
     picks
 }
+
+/// Compare the checked rows of a row-major output (`(row index, that row's input)` pairs) with
+/// what `reference` computes from each row's input: (values, tolerances).
+pub(crate) fn compare_rows(
+    what: &str,
+    out: &[f32],
+    cols: u64,
+    checked: &[(u64, Vec<f32>)],
+    reference: impl Fn(&[f32]) -> (Vec<f64>, Vec<f64>),
+) -> Verification {
+    let (mut got, mut want, mut tol) = (vec![], vec![], vec![]);
+    for (r, input) in checked {
+        let (w, t) = reference(input);
+        got.extend_from_slice(super::row(out, *r, cols));
+        want.extend(w);
+        tol.extend(t);
+    }
+    super::compare_f32(what, &got, &want, &tol)
+}

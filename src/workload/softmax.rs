@@ -70,14 +70,9 @@ impl Kernel for Softmax {
                     outputs: vec![y_buf],
                     check: Box::new(move |out| {
                         let y = f32s(&out[0]);
-                        let (mut got, mut want, mut tol) = (vec![], vec![], vec![]);
-                        for (r, xr) in &checked {
-                            let (w, t) = reference::softmax(xr);
-                            got.extend_from_slice(super::row(&y, *r, cols));
-                            want.extend(w);
-                            tol.extend(t);
-                        }
-                        super::compare_f32("y", &got, &want, &tol)
+                        super::launch::compare_rows("y", &y, cols, &checked, |xr| {
+                            reference::softmax(xr)
+                        })
                     }),
                 }
             })

@@ -130,7 +130,8 @@ fn sizes(suite: Suite, scale: Scale) -> Sizes {
             transpose: 8192,
             gemm: (4096, 8192),
             conv: (32, 64, 64, 56),
-            attention: (4, 16, 2048),
+            // peer_bench.py times SDPA at 8×16×4096×64.
+            attention: (8, 16, 4096),
             bfs: (3, 256),
             distance: (8192, 4, 1024),
         },
