@@ -282,7 +282,9 @@ fn check_leaves_unsupported_baseline_kernels_out_of_the_verdict() {
         .unwrap()
         .starts_with("llvmpipe")
     {
-        assert_eq!(out.status.code(), Some(0), "{text}");
+        // sgemm alone decides: pass, or inconclusive (3) when this run was too noisy to judge.
+        assert!(matches!(out.status.code(), Some(0 | 3)), "{text}");
+        assert!(text.contains("sgemm[k="), "{text}");
         assert!(
             text.contains("unsupported on this adapter hgemm_coop[k="),
             "{text}"
