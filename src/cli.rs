@@ -235,7 +235,7 @@ fn list_table(out: &mut dyn Write, doc: &serde_json::Value) -> std::io::Result<(
         let (name, unit) = (text(&k["name"]), text(&k["unit"]));
         writeln!(
             out,
-            "  {name:<14} {unit:<8} params {}  {}",
+            "  {name:<18} {unit:<8} params {}  {}",
             k["params"],
             text(&k["describe"])
         )?;
