@@ -35,8 +35,18 @@ pub struct Cli {
     /// What to print on stdout.
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// Log lines on stderr: for people, or one JSON object per line for log collectors
+    /// (filter with RUST_LOG).
+    #[arg(long, global = true, value_enum, env = "GPUGATE_LOG_FORMAT", default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -55,6 +65,9 @@ pub enum Command {
     Record(RecordArgs),
     /// The gate: measure, compare with this device's baseline, report, exit code.
     Check(CheckArgs),
+    /// The sidecar / DaemonSet: validate on start, on an interval and on request; serve the
+    /// results, a verdict and Prometheus metrics over HTTP.
+    Serve(ServeArgs),
     /// Internal: one independent run, plan on stdin, result JSON on stdout.
     #[command(hide = true)]
     MeasureChild,
@@ -115,7 +128,7 @@ pub struct RecordArgs {
     pub measure: MeasureArgs,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct CheckArgs {
     /// Directory of baselines (the file for this device is picked by its key), or one file.
     #[arg(
@@ -138,6 +151,41 @@ pub struct CheckArgs {
     pub measure: MeasureArgs,
 }
 
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "GPUGATE_LISTEN", default_value = "0.0.0.0:9400")]
+    pub listen: std::net::SocketAddr,
+    /// Time between scheduled validations, e.g. `30m`, `6h`.
+    #[arg(long, env = "GPUGATE_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub interval: std::time::Duration,
+    /// Random spread of each wait, in percent of the interval, so a fleet does not run in lock-step.
+    #[arg(
+        long,
+        env = "GPUGATE_JITTER",
+        value_name = "PCT",
+        default_value_t = 10.0
+    )]
+    pub jitter: f64,
+    /// Directory for run history (one JSON file per finished run); in memory only without it.
+    #[arg(long, env = "GPUGATE_HISTORY", value_name = "DIR")]
+    pub history: Option<PathBuf>,
+    /// Finished runs kept in memory and on disk.
+    #[arg(long, env = "GPUGATE_RETENTION", default_value_t = 100)]
+    pub retention: usize,
+    /// File holding the bearer token that `POST /api/v1/runs` requires (a mounted Secret).
+    #[arg(long, env = "GPUGATE_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// The bearer token itself; prefer --token-file. Without either, triggering is disabled.
+    #[arg(long, env = "GPUGATE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// The `hostname` label on every metric (Kubernetes: the node name, as dcgm-exporter uses).
+    #[arg(long, env = "NODE_NAME")]
+    pub hostname: Option<String>,
+    #[command(flatten)]
+    pub check: CheckArgs,
+}
+
 /// Run the parsed command; the exit code it earned, or an error carrying its own.
 pub fn run(cli: Cli) -> Result<u8> {
     let choice = AdapterChoice {
@@ -149,8 +197,60 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Run(args) => run_cmd(&choice, cli.format, args),
         Command::Record(args) => record(&choice, cli.format, args),
         Command::Check(args) => check(&choice, cli.format, args),
+        Command::Serve(args) => serve(choice, args),
         Command::MeasureChild => measure_child(&choice),
     }
+}
+
+fn serve(choice: AdapterChoice, args: &ServeArgs) -> Result<u8> {
+    if !(0.0..=100.0).contains(&args.jitter) {
+        return Err(Error::Usage(format!(
+            "--jitter {}: expected a percentage in [0, 100]",
+            args.jitter
+        )));
+    }
+    if args.interval.is_zero() {
+        return Err(Error::Usage("--interval must be longer than zero".into()));
+    }
+    let token = match (&args.token_file, &args.token) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
+            let token = text.trim().to_string();
+            if token.is_empty() {
+                return Err(Error::Usage(format!(
+                    "--token-file {}: the file is empty",
+                    path.display()
+                )));
+            }
+            Some(token)
+        }
+        (None, Some(t)) if !t.trim().is_empty() => Some(t.trim().to_string()),
+        (None, _) => None,
+    };
+    if token.is_none() {
+        tracing::warn!("no token configured: POST /api/v1/runs is disabled");
+    }
+    crate::serve::serve(crate::serve::Config {
+        listen: args.listen,
+        interval: args.interval,
+        jitter: args.jitter / 100.0,
+        history: args.history.clone(),
+        retention: args.retention,
+        token,
+        hostname: args.hostname.clone().unwrap_or_else(hostname_fallback),
+        choice,
+        check: args.check.clone(),
+    })
+}
+
+/// The machine's host name when `NODE_NAME` is not set.
+fn hostname_fallback() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 fn list(choice: &AdapterChoice, format: Format) -> Result<u8> {
@@ -577,6 +677,13 @@ fn threshold_for(
 }
 
 fn check(choice: &AdapterChoice, format: Format, args: &CheckArgs) -> Result<u8> {
+    let report = check_report(choice, args)?;
+    emit(format, &report, args.measure.json.as_ref())
+}
+
+/// The gate without its output: measure, compare with this device's baseline, decide. `check` and
+/// `serve` both validate through this one path.
+pub fn check_report(choice: &AdapterChoice, args: &CheckArgs) -> Result<report::Report> {
     check_runs(args.runs, 1)?;
     if let Some(t) = args.threshold.filter(|t| !(*t > 0.0 && t.is_finite())) {
         return Err(Error::Usage(format!(
@@ -674,7 +781,7 @@ fn check(choice: &AdapterChoice, format: Format, args: &CheckArgs) -> Result<u8>
     let verdicts: Vec<Verdict> = rows.iter().map(|r| r.verdict).collect();
     let mut outcome = compare::gate(&verdicts);
     note_unsupported(&mut outcome, &unsupported);
-    let report = report::Report {
+    Ok(report::Report {
         command: "check".into(),
         device_key: key,
         fingerprint,
@@ -684,8 +791,7 @@ fn check(choice: &AdapterChoice, format: Format, args: &CheckArgs) -> Result<u8>
         rows,
         unsupported,
         runs: results,
-    };
-    emit(format, &report, args.measure.json.as_ref())
+    })
 }
 
 fn measure_child(choice: &AdapterChoice) -> Result<u8> {

@@ -11,6 +11,7 @@ pub mod error;
 pub mod report;
 pub mod runner;
 pub mod sampler;
+pub mod serve;
 pub mod stats;
 pub mod workload;
 
