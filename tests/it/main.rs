@@ -12,7 +12,8 @@
 //! - `bad_input`: broken baseline files, missing baselines and missing adapters give exit 2 or 3
 //!   naming the file and field, never a panic.
 //! - `serve`: the sidecar's API through `oneshot` (401/403/409/413/404/400, verdict shapes,
-//!   metrics format), its history store, and the real binary: SIGTERM, kill -9 and restart.
+//!   metrics format), its history store, and the real binary: SIGTERM, kill -9 and restart;
+//!   promtool accepts /metrics and a real Prometheus scrapes it (scripts/test installs both).
 //! - `statistics`: false-alarm and detection rates of the comparison on simulated noise.
 
 mod bad_input;

@@ -279,6 +279,37 @@ fn history_survives_restart_skips_corrupt_files_and_keeps_retention() {
 
 // ---- the real binary over a socket ---------------------------------------------------------------
 
+/// A GET over a real socket to 127.0.0.1:`port`: status and body.
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some((
+        status,
+        text.split("\r\n\r\n").nth(1).unwrap_or("").to_string(),
+    ))
+}
+
+/// Poll until `done` holds for a GET of `path`, up to two minutes; the body then.
+fn wait_for(port: u16, path: &str, done: impl Fn(u16, &str) -> bool) -> String {
+    for _ in 0..1200 {
+        if let Some((status, body)) = http_get(port, path) {
+            if done(status, &body) {
+                return body;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("127.0.0.1:{port}{path} never reached the expected state");
+}
+
 struct Server {
     child: std::process::Child,
     port: u16,
@@ -310,35 +341,12 @@ impl Server {
         Server { child, port }
     }
 
-    /// A GET over a real socket: status and body.
     fn get(&self, path: &str) -> Option<(u16, String)> {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut text = String::new();
-        s.read_to_string(&mut text).ok()?;
-        let status = text.split_whitespace().nth(1)?.parse().ok()?;
-        Some((
-            status,
-            text.split("\r\n\r\n").nth(1).unwrap_or("").to_string(),
-        ))
+        http_get(self.port, path)
     }
 
-    /// Poll until `done` holds for a GET of `path`, up to two minutes.
     fn wait_for(&self, path: &str, done: impl Fn(u16, &str) -> bool) -> String {
-        for _ in 0..1200 {
-            if let Some((status, body)) = self.get(path) {
-                if done(status, &body) {
-                    return body;
-                }
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        panic!("{path} never reached the expected state");
+        wait_for(self.port, path, done)
     }
 
     fn signal(&self, sig: &str) {
@@ -393,4 +401,102 @@ fn serve_validates_on_start_shuts_down_on_sigterm_and_keeps_history_across_kill_
         .collect();
     assert!(files.iter().all(|f| !f.ends_with(".tmp")), "{files:?}");
     assert_eq!(files.len(), 2, "{files:?}");
+}
+
+// ---- Prometheus itself -----------------------------------------------------------------------------
+
+/// A tool the test suite needs; `scripts/test` installs it. Missing means fail, never skip.
+fn tool(name: &str) -> std::path::PathBuf {
+    let found = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .unwrap();
+    assert!(
+        found.status.success(),
+        "{name} is not installed: run scripts/test (it installs Debian's prometheus package)"
+    );
+    String::from_utf8(found.stdout).unwrap().trim().into()
+}
+
+#[test]
+fn metrics_pass_promtool_and_a_real_prometheus_scrapes_them() {
+    let _lock = crate::timing_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    server.wait_for("/api/v1/verdict", |_, b| b.contains("\"run_id\":1"));
+    let (_, metrics) = server.get("/metrics").unwrap();
+
+    // promtool's linter: names, types, units, help text.
+    let (status, output) = std::process::Command::new(tool("promtool"))
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .output_with_stdin(metrics.as_bytes());
+    assert!(status.success(), "promtool check metrics:\n{output}");
+
+    // A real Prometheus on loopback scrapes the sidecar every second.
+    let prom_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: gpugate\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
+            server.port
+        ),
+    )
+    .unwrap();
+    let mut prometheus = std::process::Command::new(tool("prometheus"))
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let body = wait_for(
+        prom_port,
+        "/api/v1/query?query=gpugate_runs_total%7Bresult%3D%22pass%22%7D",
+        |status, body| status == 200 && body.contains("\"hostname\""),
+    );
+    let _ = prometheus.kill();
+    let _ = prometheus.wait();
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let series = &doc["data"]["result"][0];
+    assert_eq!(series["metric"]["__name__"], "gpugate_runs_total", "{doc}");
+    assert_eq!(series["metric"]["job"], "gpugate");
+    assert_eq!(series["metric"]["result"], "pass");
+    assert!(series["metric"]["hostname"]
+        .as_str()
+        .is_some_and(|h| !h.is_empty()));
+    assert!(
+        series["value"][1].as_str().unwrap().parse::<f64>().unwrap() >= 1.0,
+        "{doc}"
+    );
+}
+
+trait OutputWithStdin {
+    fn output_with_stdin(&mut self, input: &[u8]) -> (std::process::ExitStatus, String);
+}
+
+impl OutputWithStdin for std::process::Command {
+    /// Run with `input` on stdin; exit status and stdout + stderr.
+    fn output_with_stdin(&mut self, input: &[u8]) -> (std::process::ExitStatus, String) {
+        use std::io::Write;
+        let mut child = self
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status, text)
+    }
 }
