@@ -11,6 +11,8 @@
 //!   shows every kernel and suite; unsupported kernels are reported, never passed.
 //! - `bad_input`: broken baseline files, missing baselines and missing adapters give exit 2 or 3
 //!   naming the file and field, never a panic.
+//! - `manifests`: k8s/ passes kubernetes-validate --strict (core kinds), promtool (alert rules) and
+//!   a documented field check (CRDs); its args, ports and probe paths are accepted by the binary.
 //! - `serve`: the sidecar's API through `oneshot` (401/403/409/413/404/400, verdict shapes,
 //!   metrics format), its history store, and the real binary: SIGTERM, kill -9 and restart;
 //!   promtool accepts /metrics and a real Prometheus scrapes it (scripts/test installs both).
@@ -19,6 +21,7 @@
 mod bad_input;
 mod gate;
 mod kernels;
+mod manifests;
 mod serve;
 mod shaders;
 mod statistics;

@@ -1,0 +1,245 @@
+//! The Kubernetes manifests in `k8s/`: core kinds pass `kubernetes-validate --strict`; the CRDs
+//! (ServiceMonitor, PrometheusRule, AnalysisTemplate), which it has no schemas for, get a
+//! documented check of the fields that matter, and PrometheusRule's groups pass
+//! `promtool check rules`. Ports, args and probe paths are ones the binary really accepts.
+
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use clap::Parser;
+use gpugate::serve::api::app;
+use gpugate::serve::history::History;
+use gpugate::serve::metrics::Metrics;
+use gpugate::serve::State;
+use tower::ServiceExt;
+use yaml_rust2::{Yaml, YamlEmitter, YamlLoader};
+
+fn k8s() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("k8s")
+}
+
+fn load(name: &str) -> Yaml {
+    let text = std::fs::read_to_string(k8s().join(name)).unwrap();
+    let mut docs = YamlLoader::load_from_str(&text).unwrap_or_else(|e| panic!("k8s/{name}: {e}"));
+    assert_eq!(docs.len(), 1, "k8s/{name}: one document per file");
+    docs.remove(0)
+}
+
+fn s(y: &Yaml) -> &str {
+    y.as_str()
+        .unwrap_or_else(|| panic!("expected a string, got {y:?}"))
+}
+
+#[test]
+fn core_manifests_pass_kubernetes_validate_strict() {
+    let tool = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/venv/bin/kubernetes-validate");
+    assert!(
+        tool.exists(),
+        "{} is missing: run scripts/test (scripts/ensure-test-tools installs it)",
+        tool.display()
+    );
+    let core = ["daemonset.yaml", "service.yaml", "job-ci.yaml"];
+    let out = std::process::Command::new(&tool)
+        .arg("--strict")
+        .args(core.map(|f| k8s().join(f)))
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    for f in core {
+        assert!(
+            text.lines().any(|l| l.contains(f) && l.contains("passed")),
+            "{f} was not validated against a schema:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn kustomization_lists_every_manifest_but_the_ci_job() {
+    let k = load("kustomization.yaml");
+    let mut listed: Vec<&str> = k["resources"].as_vec().unwrap().iter().map(s).collect();
+    listed.sort();
+    let mut files: Vec<String> = std::fs::read_dir(k8s())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|f| f.ends_with(".yaml") && f != "kustomization.yaml" && f != "job-ci.yaml")
+        .collect();
+    files.sort();
+    assert_eq!(listed, files);
+}
+
+#[test]
+fn daemonset_has_the_gpu_node_shape() {
+    let ds = load("daemonset.yaml");
+    let pod = &ds["spec"]["template"]["spec"];
+    assert_eq!(s(&pod["nodeSelector"]["nvidia.com/gpu.present"]), "true");
+    assert!(pod["tolerations"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .any(|t| s(&t["key"]) == "nvidia.com/gpu"));
+    assert_eq!(s(&pod["runtimeClassName"]), "nvidia");
+    assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
+    let c = &pod["containers"][0];
+    assert_eq!(
+        c["securityContext"]["readOnlyRootFilesystem"].as_bool(),
+        Some(true)
+    );
+    assert_eq!(
+        c["securityContext"]["allowPrivilegeEscalation"].as_bool(),
+        Some(false)
+    );
+    assert_eq!(s(&c["securityContext"]["capabilities"]["drop"][0]), "ALL");
+    let env = |name: &str| {
+        c["env"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .find(|e| s(&e["name"]) == name)
+            .unwrap_or_else(|| panic!("env {name} missing"))
+            .clone()
+    };
+    assert!(s(&env("NVIDIA_DRIVER_CAPABILITIES")["value"]).contains("graphics"));
+    assert_eq!(
+        s(&env("NODE_NAME")["valueFrom"]["fieldRef"]["fieldPath"]),
+        "spec.nodeName"
+    );
+    // The documented choice: no nvidia.com/gpu request (see the comment in the manifest).
+    assert!(c["resources"]["limits"]["nvidia.com/gpu"].is_badvalue());
+}
+
+#[tokio::test]
+async fn daemonset_and_job_args_ports_and_probes_are_what_the_binary_accepts() {
+    let ds = load("daemonset.yaml");
+    let c = &ds["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<&str> = c["args"].as_vec().unwrap().iter().map(s).collect();
+    let cli =
+        gpugate::cli::Cli::try_parse_from(std::iter::once("gpugate").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("daemonset args {args:?}: {e}"));
+    let gpugate::cli::Command::Serve(serve) = cli.command else {
+        panic!("the DaemonSet must run `serve`")
+    };
+    let port = c["ports"][0]["containerPort"].as_i64().unwrap();
+    assert_eq!(
+        i64::from(serve.listen.port()),
+        port,
+        "--listen port = containerPort"
+    );
+    assert_eq!(s(&c["ports"][0]["name"]), "http");
+
+    // The probes hit routes the app serves (not its 404 fallback), on the named port.
+    let (tx, _rx) = mpsc::channel();
+    let state = Arc::new(State::new(
+        History::open(None, 1).unwrap(),
+        Metrics::new("n"),
+        None,
+        tx,
+    ));
+    for probe in ["livenessProbe", "readinessProbe"] {
+        let path = s(&c[probe]["httpGet"]["path"]);
+        assert_eq!(s(&c[probe]["httpGet"]["port"]), "http");
+        let response = app(state.clone())
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_ne!(response.status(), StatusCode::NOT_FOUND, "{probe} {path}");
+    }
+
+    let job = load("job-ci.yaml");
+    let jc = &job["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<&str> = jc["args"].as_vec().unwrap().iter().map(s).collect();
+    let cli =
+        gpugate::cli::Cli::try_parse_from(std::iter::once("gpugate").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("job args {args:?}: {e}"));
+    assert!(matches!(cli.command, gpugate::cli::Command::Check(_)));
+    // podFailurePolicy fails the Job on the regression exit code, from the named container.
+    let rule = &job["spec"]["podFailurePolicy"]["rules"][0];
+    assert_eq!(s(&rule["action"]), "FailJob");
+    assert_eq!(s(&rule["onExitCodes"]["containerName"]), s(&jc["name"]));
+    let codes: Vec<i64> = rule["onExitCodes"]["values"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    assert!(
+        codes.contains(&i64::from(gpugate::error::exit::FAIL)),
+        "{codes:?}"
+    );
+}
+
+/// ServiceMonitor and Service agree: selector, port name, metrics path.
+#[test]
+fn service_monitor_scrapes_the_service_metrics_port() {
+    let (svc, sm) = (load("service.yaml"), load("servicemonitor.yaml"));
+    assert_eq!(s(&sm["apiVersion"]), "monitoring.coreos.com/v1");
+    assert_eq!(s(&sm["kind"]), "ServiceMonitor");
+    assert_eq!(
+        sm["spec"]["selector"]["matchLabels"], svc["metadata"]["labels"],
+        "the ServiceMonitor selects the Service by its labels"
+    );
+    let endpoint = &sm["spec"]["endpoints"][0];
+    assert_eq!(s(&endpoint["port"]), s(&svc["spec"]["ports"][0]["name"]));
+    assert_eq!(s(&endpoint["path"]), "/metrics");
+}
+
+/// PrometheusRule: the groups are a valid rule file for promtool, and the three alerts exist and
+/// query metrics gpugate exports.
+#[test]
+fn prometheus_rule_groups_pass_promtool_check_rules() {
+    let rule = load("prometheusrule.yaml");
+    assert_eq!(s(&rule["kind"]), "PrometheusRule");
+    let mut file = String::new();
+    YamlEmitter::new(&mut file).dump(&rule["spec"]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rules.yaml");
+    std::fs::write(&path, file).unwrap();
+    let out = std::process::Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&path)
+        .output()
+        .expect("promtool is missing: run scripts/test (it installs Debian's prometheus)");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rules = rule["spec"]["groups"][0]["rules"].as_vec().unwrap();
+    let alerts: Vec<&str> = rules.iter().map(|r| s(&r["alert"])).collect();
+    assert_eq!(
+        alerts,
+        [
+            "GpugateRegressionDetected",
+            "GpugateValidationStale",
+            "GpugateRunsFailing"
+        ]
+    );
+    for (r, metric) in rules.iter().zip([
+        "gpugate_kernel_verdict",
+        "gpugate_last_success_timestamp_seconds",
+        "gpugate_runs_total",
+    ]) {
+        assert!(s(&r["expr"]).contains(metric), "{:?}", r["expr"]);
+    }
+}
+
+/// AnalysisTemplate: the web provider asks the always-200 verdict endpoint and judges its body.
+#[test]
+fn analysis_template_reads_the_verdict_body() {
+    let t = load("analysistemplate.yaml");
+    assert_eq!(s(&t["apiVersion"]), "argoproj.io/v1alpha1");
+    assert_eq!(s(&t["kind"]), "AnalysisTemplate");
+    let metric = &t["spec"]["metrics"][0];
+    let url = s(&metric["provider"]["web"]["url"]);
+    assert!(url.ends_with(":9400/api/v1/verdict"), "{url}");
+    assert!(s(&metric["successCondition"]).contains("result.ok == true"));
+    let arg = s(&t["spec"]["args"][0]["name"]);
+    assert!(
+        url.contains(&format!("{{{{args.{arg}}}}}")),
+        "{url} uses the declared arg"
+    );
+}
