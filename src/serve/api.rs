@@ -106,7 +106,11 @@ async fn readyz(AxumState(state): AxumState<Arc<State>>) -> Response {
 
 async fn metrics(AxumState(state): AxumState<Arc<State>>) -> Response {
     let (content_type, body) = state.metrics.render();
-    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+    (
+        [(header::CONTENT_TYPE, content_type)],
+        body.as_ref().clone(),
+    )
+        .into_response()
 }
 
 /// A run without its report: what the list shows.

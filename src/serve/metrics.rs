@@ -35,6 +35,9 @@ pub struct Metrics {
     last_run: Gauge,
     last_success: Gauge,
     sample_duration: HistogramVec,
+    /// The last rendered exposition: series change only when a run starts or ends, so scrapes
+    /// between those serve these bytes instead of re-encoding every histogram.
+    rendered: std::sync::Mutex<Option<std::sync::Arc<Vec<u8>>>>,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -171,7 +174,12 @@ impl Metrics {
                 .unwrap(),
             ),
             registry,
+            rendered: std::sync::Mutex::new(None),
         }
+    }
+
+    fn invalidate(&self) {
+        *self.rendered.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     pub fn set_device(&self, fp: &Fingerprint) {
@@ -183,10 +191,12 @@ impl Metrics {
                 fp.device_key().as_str(),
             ])
             .set(1.0);
+        self.invalidate();
     }
 
     pub fn set_in_progress(&self, running: bool) {
         self.run_in_progress.set(i64::from(running));
+        self.invalidate();
     }
 
     /// Zero every counter's result label so the series exist before the first run.
@@ -197,6 +207,11 @@ impl Metrics {
     }
 
     pub fn observe(&self, run: &RunRecord) {
+        self.record(run);
+        self.invalidate();
+    }
+
+    fn record(&self, run: &RunRecord) {
         self.runs_total
             .with_label_values(&[run.result.as_str()])
             .inc();
@@ -241,13 +256,16 @@ impl Metrics {
         }
     }
 
-    /// The text exposition format and its content type.
-    pub fn render(&self) -> (String, Vec<u8>) {
-        let encoder = TextEncoder::new();
-        let mut out = Vec::new();
-        encoder
-            .encode(&self.registry.gather(), &mut out)
-            .expect("text encoding into memory cannot fail");
-        (encoder.format_type().to_string(), out)
+    /// The text exposition format's content type and body.
+    pub fn render(&self) -> (&'static str, std::sync::Arc<Vec<u8>>) {
+        let mut cached = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
+        let body = cached.get_or_insert_with(|| {
+            let mut out = Vec::new();
+            TextEncoder::new()
+                .encode(&self.registry.gather(), &mut out)
+                .expect("text encoding into memory cannot fail");
+            std::sync::Arc::new(out)
+        });
+        (prometheus::TEXT_FORMAT, body.clone())
     }
 }
