@@ -359,3 +359,32 @@ pub fn serve(config: Config) -> Result<u8> {
     })?;
     Ok(exit::PASS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_spread_within_the_jitter() {
+        let hour = Duration::from_secs(3600);
+        let waits: Vec<_> = (0..1000).map(|_| next_wait(hour, 0.1)).collect();
+        assert!(waits
+            .iter()
+            .all(|w| *w >= hour.mul_f64(0.9) && *w <= hour.mul_f64(1.1)));
+        let spread =
+            waits.iter().max().unwrap().as_secs_f64() - waits.iter().min().unwrap().as_secs_f64();
+        assert!(
+            spread > 0.1 * 3600.0,
+            "a fleet must not run in lock-step: spread {spread} s"
+        );
+        assert_eq!(next_wait(hour, 0.0), hour);
+    }
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret("abc", "abc"));
+        assert!(!same_secret("abd", "abc"));
+        assert!(!same_secret("ab", "abc"));
+        assert!(!same_secret("", "abc"));
+    }
+}

@@ -243,3 +243,59 @@ fn analysis_template_reads_the_verdict_body() {
         "{url} uses the declared arg"
     );
 }
+
+/// The image cannot be built here (no container runtime, no registry), so its claims are checked
+/// as text: two stages, the Vulkan loader, a non-root user matching the pods' runAsUser, the port
+/// the DaemonSet uses, and COPY sources that exist.
+#[test]
+fn dockerfile_is_multi_stage_non_root_with_the_vulkan_loader() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect();
+    let stages = lines.iter().filter(|l| l.starts_with("FROM ")).count();
+    assert_eq!(stages, 2, "build stage + runtime stage");
+    let runtime = &text[text.rfind("\nFROM ").unwrap()..];
+    assert!(
+        runtime.contains("libvulkan1"),
+        "the runtime stage installs the Vulkan loader"
+    );
+    assert!(
+        !runtime.contains("mesa-vulkan-drivers"),
+        "no lavapipe in the image"
+    );
+    let user = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("USER "))
+        .expect("a USER line");
+    let uid: i64 = user.split(':').next().unwrap().trim().parse().unwrap();
+    assert_ne!(uid, 0);
+    let pod = &load("daemonset.yaml")["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsUser"].as_i64(), Some(uid));
+    let expose: i64 = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("EXPOSE "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        Some(expose),
+        pod["containers"][0]["ports"][0]["containerPort"].as_i64()
+    );
+    for l in lines
+        .iter()
+        .filter(|l| l.starts_with("COPY ") && !l.contains("--from="))
+    {
+        let parts: Vec<&str> = l.split_whitespace().collect();
+        for src in &parts[1..parts.len() - 1] {
+            assert!(root.join(src).exists(), "COPY source {src} does not exist");
+        }
+    }
+    assert!(
+        text.contains("--locked"),
+        "the image builds from Cargo.lock"
+    );
+}

@@ -297,6 +297,21 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     ))
 }
 
+/// POST /api/v1/runs with the token over a raw socket; true on 202.
+fn post_over_socket(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let request = format!(
+        "POST /api/v1/runs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let mut text = String::new();
+    s.write_all(request.as_bytes()).is_ok()
+        && s.read_to_string(&mut text).is_ok()
+        && text.starts_with("HTTP/1.1 202")
+}
+
 /// Poll until `done` holds for a GET of `path`, up to two minutes; the body then.
 fn wait_for(port: u16, path: &str, done: impl Fn(u16, &str) -> bool) -> String {
     for _ in 0..1200 {
@@ -382,7 +397,13 @@ fn serve_validates_on_start_shuts_down_on_sigterm_and_keeps_history_across_kill_
         "{metrics}"
     );
 
-    // kill -9 while nothing is being written: the finished run is on disk.
+    // kill -9 in the middle of a second run: the finished first run is on disk, the
+    // unfinished second leaves nothing behind.
+    let posted = post_over_socket(server.port);
+    assert!(posted, "POST /api/v1/runs");
+    server.wait_for("/metrics", |_, m| {
+        m.contains("gpugate_run_in_progress{hostname=\"") && m.contains("} 1\n")
+    });
     server.signal("-KILL");
     server.child.wait().unwrap();
     let mut server = Server::start(dir.path());
@@ -499,4 +520,31 @@ impl OutputWithStdin for std::process::Command {
             + &String::from_utf8_lossy(&out.stderr);
         (out.status, text)
     }
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let _lock = crate::shared_lock();
+    let out = crate::gpugate()
+        .args([
+            "--log-format",
+            "json",
+            "check",
+            "--baselines",
+            "/nonexistent",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let logs: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(!logs.is_empty(), "{stderr}");
+    assert!(
+        logs.iter()
+            .all(|l| l["level"].is_string() && l["fields"].is_object()),
+        "{stderr}"
+    );
 }
