@@ -111,15 +111,18 @@ fn daemonset_has_the_gpu_node_shape() {
     assert!(c["resources"]["limits"]["nvidia.com/gpu"].is_badvalue());
 }
 
+/// A container's `args`, parsed by gpugate's own command line.
+fn parse_args(container: &Yaml) -> gpugate::cli::Cli {
+    let args: Vec<&str> = container["args"].as_vec().unwrap().iter().map(s).collect();
+    gpugate::cli::Cli::try_parse_from(std::iter::once("gpugate").chain(args.iter().copied()))
+        .unwrap_or_else(|e| panic!("{} args {args:?}: {e}", s(&container["name"])))
+}
+
 #[tokio::test]
 async fn daemonset_and_job_args_ports_and_probes_are_what_the_binary_accepts() {
     let ds = load("daemonset.yaml");
     let c = &ds["spec"]["template"]["spec"]["containers"][0];
-    let args: Vec<&str> = c["args"].as_vec().unwrap().iter().map(s).collect();
-    let cli =
-        gpugate::cli::Cli::try_parse_from(std::iter::once("gpugate").chain(args.iter().copied()))
-            .unwrap_or_else(|e| panic!("daemonset args {args:?}: {e}"));
-    let gpugate::cli::Command::Serve(serve) = cli.command else {
+    let gpugate::cli::Command::Serve(serve) = parse_args(c).command else {
         panic!("the DaemonSet must run `serve`")
     };
     let port = c["ports"][0]["containerPort"].as_i64().unwrap();
@@ -150,11 +153,10 @@ async fn daemonset_and_job_args_ports_and_probes_are_what_the_binary_accepts() {
 
     let job = load("job-ci.yaml");
     let jc = &job["spec"]["template"]["spec"]["containers"][0];
-    let args: Vec<&str> = jc["args"].as_vec().unwrap().iter().map(s).collect();
-    let cli =
-        gpugate::cli::Cli::try_parse_from(std::iter::once("gpugate").chain(args.iter().copied()))
-            .unwrap_or_else(|e| panic!("job args {args:?}: {e}"));
-    assert!(matches!(cli.command, gpugate::cli::Command::Check(_)));
+    assert!(matches!(
+        parse_args(jc).command,
+        gpugate::cli::Command::Check(_)
+    ));
     // podFailurePolicy fails the Job on the regression exit code, from the named container.
     let rule = &job["spec"]["podFailurePolicy"]["rules"][0];
     assert_eq!(s(&rule["action"]), "FailJob");
