@@ -329,3 +329,21 @@ pub fn save(path: &Path, baseline: &Baseline) -> Result<()> {
     std::fs::write(&tmp, text).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
 }
+
+/// The baseline for device `key` under `dir_or_file`: its path and contents. A file that
+/// belongs to another device is [`Error::NoBaseline`] (cannot validate here), like a missing one.
+pub fn for_device(dir_or_file: &Path, key: &str) -> Result<(PathBuf, Baseline)> {
+    let path = locate(dir_or_file, key)?;
+    let base = load(&path)?;
+    if base.device_key != key {
+        return Err(Error::NoBaseline {
+            key: key.to_string(),
+            searched: path,
+            have: format!(
+                "{} (fingerprint.name {:?})",
+                base.device_key, base.fingerprint.name
+            ),
+        });
+    }
+    Ok((path, base))
+}

@@ -694,18 +694,7 @@ pub fn check_report(choice: &AdapterChoice, args: &CheckArgs) -> Result<report::
     let gpu = Gpu::open(choice)?;
     let fingerprint = gpu.fingerprint.clone();
     let key = fingerprint.device_key();
-    let path = baseline::locate(&args.baselines, &key)?;
-    let base = baseline::load(&path)?;
-    if base.device_key != key {
-        return Err(Error::NoBaseline {
-            key: key.clone(),
-            searched: path.clone(),
-            have: format!(
-                "{} (fingerprint.name {:?})",
-                base.device_key, base.fingerprint.name
-            ),
-        });
-    }
+    let (path, base) = baseline::for_device(&args.baselines, &key)?;
     let mut notes = vec![];
     if base.fingerprint.driver_string() != fingerprint.driver_string() {
         notes.push(format!(

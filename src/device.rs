@@ -211,13 +211,17 @@ impl Gpu {
     fn from_adapter(adapter: wgpu::Adapter) -> Result<Gpu> {
         let info = adapter.get_info();
         let available = adapter.features();
-        let features = available & wanted_features();
+        let mut features = available & wanted_features();
         let cooperative_matrix =
             if features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
                 adapter.cooperative_matrix_properties()
             } else {
                 vec![]
             };
+        // Without a shape to use, the experimental feature is not requested at all.
+        if cooperative_matrix.is_empty() {
+            features.remove(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
+        }
         let limits = adapter.limits();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("gpugate"),
@@ -240,11 +244,6 @@ impl Gpu {
         device.on_uncaptured_error(std::sync::Arc::new(|e: wgpu::Error| {
             tracing::error!("uncaptured GPU error: {e}");
         }));
-        let features = if cooperative_matrix.is_empty() {
-            features - wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
-        } else {
-            features
-        };
         let fingerprint = Fingerprint::from_info(&info);
         tracing::info!(
             adapter = %info.name,

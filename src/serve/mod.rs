@@ -96,10 +96,9 @@ impl State {
         queue: mpsc::Sender<(u64, Trigger)>,
     ) -> State {
         metrics.init_results();
-        for run in history.iter().collect::<Vec<_>>().into_iter().rev() {
-            if let Some(report) = &run.report {
-                metrics.set_device(&report.fingerprint);
-            }
+        // The device of the newest measured run: older ones may name a replaced driver.
+        if let Some(report) = history.iter().find_map(|r| r.report.as_ref()) {
+            metrics.set_device(&report.fingerprint);
         }
         let next_id = history.next_id();
         State {
@@ -266,15 +265,7 @@ fn probe(choice: &AdapterChoice, check: &CheckArgs) -> Result<(String, String)> 
     let gpu = Gpu::open(choice)?;
     let key = gpu.fingerprint.device_key();
     drop(gpu);
-    let path = crate::baseline::locate(&check.baselines, &key)?;
-    let base = crate::baseline::load(&path)?;
-    if base.device_key != key {
-        return Err(Error::NoBaseline {
-            key,
-            searched: path,
-            have: base.device_key,
-        });
-    }
+    let (path, _) = crate::baseline::for_device(&check.baselines, &key)?;
     Ok((key, path.display().to_string()))
 }
 
