@@ -80,8 +80,18 @@ pub fn sanitize(name: &str) -> String {
     out.trim_end_matches('-').to_string()
 }
 
+/// Test-only: replaces the host CPU model in software device keys, so the test suite proves on
+/// any one machine that nothing in it depends on the host matching a shipped baseline.
+pub const TEST_CPU_MODEL_ENV: &str = "GPUGATE_TEST_CPU_MODEL";
+
 /// The host CPU model from `/proc/cpuinfo`, or the architecture where that is unavailable.
 pub fn host_cpu_model() -> String {
+    if let Some(model) = std::env::var(TEST_CPU_MODEL_ENV)
+        .ok()
+        .filter(|m| !m.trim().is_empty())
+    {
+        return model;
+    }
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|text| {
@@ -91,6 +101,28 @@ pub fn host_cpu_model() -> String {
                 .map(|(_, v)| v.trim().to_string())
         })
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+/// Mesa's Vulkan drivers (lavapipe among them) print "XDG_RUNTIME_DIR is invalid or not set" at
+/// every start when the variable is missing, as in containers, CI jobs and ssh sessions. gpugate
+/// draws nothing, so a private empty directory satisfies them. Call before any thread starts.
+pub fn ensure_runtime_dir() {
+    let valid =
+        std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| std::path::Path::new(&d).is_dir());
+    if valid {
+        return;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let uid = std::fs::metadata("/proc/self").map_or(0, |m| m.uid());
+        let dir = std::env::temp_dir().join(format!("gpugate-runtime-{uid}"));
+        let made = std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)));
+        if made.is_ok() {
+            std::env::set_var("XDG_RUNTIME_DIR", &dir);
+        }
+    }
 }
 
 /// How to choose the adapter: `--adapter` / `WGPU_ADAPTER_NAME` and `--backend` / `WGPU_BACKEND`.

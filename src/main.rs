@@ -3,6 +3,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    gpugate::device::ensure_runtime_dir();
     let cli = gpugate::cli::Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| "gpugate=info,tower_http=info,wgpu_core=warn,wgpu_hal=warn".into());

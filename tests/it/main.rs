@@ -48,10 +48,33 @@ use std::sync::OnceLock;
 /// on a shared 2-core VM, processes settle at speeds up to 2× apart.
 pub const SOFTWARE_THRESHOLD: &str = "100";
 
-pub fn gpugate() -> assert_cmd::Command {
-    let mut cmd = assert_cmd::Command::cargo_bin("gpugate").unwrap();
-    cmd.env("XDG_RUNTIME_DIR", std::env::temp_dir());
+/// The CPU model every gpugate the tests start reports (`GPUGATE_TEST_CPU_MODEL`): on a software
+/// adapter it is part of the device key, so no shipped baseline can ever match a test's device.
+pub const TEST_CPU_MODEL: &str = "gpugate test suite CPU";
+
+/// A threshold for tests of the gate's mechanics rather than its statistics: with 10 baseline
+/// runs and one check run, a kernel is inconclusive only when its run-to-run sd exceeds about
+/// 67 % (margin above ln 10) and regresses only when 10× slower, so an A/A verdict is a pass.
+pub const MECHANICS_THRESHOLD: &str = "900";
+
+/// An empty directory every gpugate the tests start runs in: a default `--baselines baselines`
+/// finds nothing there, so no test can lean on the shipped files by accident.
+pub fn empty_cwd() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
+}
+
+/// `std::process::Command` for the gpugate binary, as every test starts it.
+pub fn gpugate_command() -> std::process::Command {
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("gpugate"));
+    cmd.env(gpugate::device::TEST_CPU_MODEL_ENV, TEST_CPU_MODEL)
+        .env_remove("CI")
+        .current_dir(empty_cwd());
     cmd
+}
+
+pub fn gpugate() -> assert_cmd::Command {
+    assert_cmd::Command::from_std(gpugate_command())
 }
 
 /// The kernels of the test baseline: a streaming kernel, a tiled one, the catalytic one and the

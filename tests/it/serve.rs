@@ -331,14 +331,14 @@ struct Server {
 }
 
 impl Server {
-    fn start(history: &std::path::Path) -> Server {
+    /// Call `crate::recorded_baseline()` for `baseline` before taking the timing lock.
+    fn start(history: &std::path::Path, baseline: &std::path::Path) -> Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("gpugate"))
-            .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        let child = crate::gpugate_command()
             .env("GPUGATE_TOKEN", TOKEN)
             .args([
                 "serve",
@@ -347,7 +347,9 @@ impl Server {
                 "--kernel",
                 "copy",
             ])
-            .args(["--threshold", crate::SOFTWARE_THRESHOLD, "--history"])
+            .args(["--threshold", crate::MECHANICS_THRESHOLD, "--baselines"])
+            .arg(baseline)
+            .arg("--history")
             .arg(history)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -383,9 +385,10 @@ impl Drop for Server {
 
 #[test]
 fn serve_validates_on_start_shuts_down_on_sigterm_and_keeps_history_across_kill_9() {
+    let baseline = crate::recorded_baseline();
     let _lock = crate::timing_lock();
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(dir.path());
+    let mut server = Server::start(dir.path(), baseline);
     server.wait_for("/livez", |s, _| s == 200);
     let body = server.wait_for("/api/v1/verdict", |_, b| b.contains("\"run_id\":1"));
     assert!(body.contains("\"verdict\":\"pass\""), "{body}");
@@ -406,7 +409,7 @@ fn serve_validates_on_start_shuts_down_on_sigterm_and_keeps_history_across_kill_
     });
     server.signal("-KILL");
     server.child.wait().unwrap();
-    let mut server = Server::start(dir.path());
+    let mut server = Server::start(dir.path(), baseline);
     server.wait_for("/livez", |s, _| s == 200);
     let (status, body) = server.get("/api/v1/runs/1").unwrap();
     assert_eq!(status, 200, "run 1 survived kill -9: {body}");
@@ -441,9 +444,10 @@ fn tool(name: &str) -> std::path::PathBuf {
 
 #[test]
 fn metrics_pass_promtool_and_a_real_prometheus_scrapes_them() {
+    let baseline = crate::recorded_baseline();
     let _lock = crate::timing_lock();
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
+    let server = Server::start(dir.path(), baseline);
     server.wait_for("/api/v1/verdict", |_, b| b.contains("\"run_id\":1"));
     let (_, metrics) = server.get("/metrics").unwrap();
 
