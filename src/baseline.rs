@@ -23,6 +23,16 @@ pub const MIN_RUNS: usize = 2;
 /// (seen on an H100) lands all runs in one mode 6 % of the time, and a later process in the other
 /// mode then looks like a regression; with ten, 0.2 %.
 pub const DEFAULT_RUNS: usize = 10;
+/// Threshold written into a new baseline for a software adapter (lavapipe): on shared 2-core VMs
+/// run medians spread 5–35 % and whole processes settle at speeds up to 2× apart
+/// (docs/performance.md), so nothing near 5 % could ever be conclusive there.
+pub const SOFTWARE_THRESHOLD_PCT: f64 = 100.0;
+/// The `note` a new software-adapter baseline carries, saying why its threshold is what it is.
+pub const SOFTWARE_NOTE: &str =
+    "Software Vulkan (lavapipe): timings are CPU timings, and on shared \
+    VMs processes settle at speeds up to 2x apart while steady within themselves (run-median sd \
+    5-35 % measured). This baseline gates wrong results and gross (2x) slowdowns only; performance \
+    gating at 5 % belongs to GPU baselines.";
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -328,6 +338,24 @@ pub fn save(path: &Path, baseline: &Baseline) -> Result<()> {
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, text).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// Where a first run writes the baseline for device `key` when `dir_or_file` holds none:
+/// `DIR/<key>.json` for a directory (or a path not ending in `.json`, created), the path itself
+/// for a `.json` file that does not exist yet. An existing file belongs to another device (else
+/// there would be a baseline) and is never overwritten.
+pub fn bootstrap_path(dir_or_file: &Path, key: &str) -> Result<PathBuf> {
+    if dir_or_file.is_file() {
+        return Err(Error::Usage(format!(
+            "--baselines {}: that file belongs to another device; give a directory (or a new \
+             file) for {key:?}'s baseline",
+            dir_or_file.display()
+        )));
+    }
+    if dir_or_file.extension().is_some_and(|e| e == "json") {
+        return Ok(dir_or_file.to_path_buf());
+    }
+    Ok(dir_or_file.join(format!("{key}.json")))
 }
 
 /// The baseline for device `key` under `dir_or_file`: its path and contents. A file that

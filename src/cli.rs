@@ -64,7 +64,7 @@ pub enum Command {
     /// Measure in several independent processes and write this device's baseline.
     Record(RecordArgs),
     /// The gate: measure, compare with this device's baseline, report, exit code.
-    Check(CheckArgs),
+    Check(CheckCmdArgs),
     /// The sidecar / DaemonSet: validate on start, on an interval and on request; serve the
     /// results, a verdict and Prometheus metrics over HTTP.
     Serve(ServeArgs),
@@ -149,6 +149,31 @@ pub struct CheckArgs {
     pub runs: usize,
     #[command(flatten)]
     pub measure: MeasureArgs,
+}
+
+/// `gpugate check`: the gate's flags, shared with `serve`, plus the first-run bootstrap, which
+/// `serve` never offers (a node that baselines itself hides its own slowness).
+#[derive(Args, Debug)]
+pub struct CheckCmdArgs {
+    #[command(flatten)]
+    pub check: CheckArgs,
+    #[command(flatten)]
+    pub bootstrap: BootstrapArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BootstrapArgs {
+    /// If this device has no baseline: record one as `record` does (independent processes), then
+    /// check against it once in a fresh process as a self-test, and say what it can detect. With
+    /// CI set, write it and exit 3 instead: a throwaway runner never passes by bootstrapping.
+    #[arg(long)]
+    pub record_missing: bool,
+    /// Suite to record when bootstrapping.
+    #[arg(long, value_enum, default_value_t = Suite::Quick, requires = "record_missing")]
+    pub suite: Suite,
+    /// Independent runs to record when bootstrapping.
+    #[arg(long, value_name = "N", default_value_t = baseline::DEFAULT_RUNS, requires = "record_missing")]
+    pub record_runs: usize,
 }
 
 #[derive(Args, Debug)]
@@ -407,10 +432,25 @@ fn check_runs(runs: usize, min: usize) -> Result<()> {
     Ok(())
 }
 
-/// Measure `items` `runs` times: in this process for one run, else in fresh child processes.
+/// Where a run's measurements happen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Processes {
+    /// In this process for one run, in fresh child processes for several.
+    AsNeeded,
+    /// Always in fresh child processes, even for one run (a self-check right after recording).
+    Fresh,
+}
+
+/// Measure `items` `runs` times: in this process or in fresh child processes (see [`Processes`]).
 /// An empty plan measures nothing and yields one empty run.
-fn measure(choice: &AdapterChoice, gpu: Gpu, plan: &Plan, runs: usize) -> Result<Vec<RunResult>> {
-    if runs == 1 || plan.items.is_empty() {
+fn measure(
+    choice: &AdapterChoice,
+    gpu: Gpu,
+    plan: &Plan,
+    runs: usize,
+    processes: Processes,
+) -> Result<Vec<RunResult>> {
+    if plan.items.is_empty() || (runs == 1 && processes == Processes::AsNeeded) {
         return Ok(vec![runner::run_in_process(&gpu, plan)?]);
     }
     let key = gpu.fingerprint.device_key();
@@ -576,7 +616,7 @@ fn run_cmd(choice: &AdapterChoice, format: Format, args: &RunArgs) -> Result<u8>
     let gpu = Gpu::open(choice)?;
     let (plan, unsupported) = suite_plan(&gpu, args.suite, &args.measure)?;
     let fingerprint = gpu.fingerprint.clone();
-    let results = measure(choice, gpu, &plan, args.runs)?;
+    let results = measure(choice, gpu, &plan, args.runs, Processes::AsNeeded)?;
     let rows = rows(&results, |_, _| None);
     let mut outcome = correctness_outcome(&rows);
     note_unsupported(&mut outcome, &unsupported);
@@ -589,12 +629,19 @@ fn run_cmd(choice: &AdapterChoice, format: Format, args: &RunArgs) -> Result<u8>
         outcome,
         rows,
         unsupported,
+        bootstrap: None,
         runs: results,
     };
     emit(format, &report, args.measure.json.as_ref())
 }
 
 fn record(choice: &AdapterChoice, format: Format, args: &RecordArgs) -> Result<u8> {
+    let report = record_report(choice, args)?;
+    emit(format, &report, args.measure.json.as_ref())
+}
+
+/// Record without output: measure in independent processes, write or merge the file, report.
+fn record_report(choice: &AdapterChoice, args: &RecordArgs) -> Result<report::Report> {
     check_runs(args.runs, baseline::MIN_RUNS)?;
     let gpu = Gpu::open(choice)?;
     let (plan, unsupported) = suite_plan(&gpu, args.suite, &args.measure)?;
@@ -610,7 +657,7 @@ fn record(choice: &AdapterChoice, format: Format, args: &RecordArgs) -> Result<u
     } else {
         None
     };
-    let results = measure(choice, gpu, &plan, args.runs)?;
+    let results = measure(choice, gpu, &plan, args.runs, Processes::AsNeeded)?;
     let rows = rows(&results, |_, _| None);
     let mut outcome = correctness_outcome(&rows);
     let mut notes = vec![];
@@ -637,6 +684,11 @@ fn record(choice: &AdapterChoice, format: Format, args: &RecordArgs) -> Result<u
                     ),
                 ))
             }
+            None if fingerprint.is_software() => Baseline {
+                threshold_pct: Some(baseline::SOFTWARE_THRESHOLD_PCT),
+                note: Some(baseline::SOFTWARE_NOTE.into()),
+                ..fresh
+            },
             None => fresh,
         };
         baseline::save(&path, &merged)?;
@@ -654,9 +706,10 @@ fn record(choice: &AdapterChoice, format: Format, args: &RecordArgs) -> Result<u
         outcome,
         rows,
         unsupported,
+        bootstrap: None,
         runs: results,
     };
-    emit(format, &report, args.measure.json.as_ref())
+    Ok(report)
 }
 
 /// The threshold for one kernel: CLI per-kernel, CLI global, file per-kernel, file, default.
@@ -676,21 +729,149 @@ fn threshold_for(
         .map_or(compare::DEFAULT_THRESHOLD, |p| p / 100.0)
 }
 
-fn check(choice: &AdapterChoice, format: Format, args: &CheckArgs) -> Result<u8> {
-    let report = check_report(choice, args)?;
-    emit(format, &report, args.measure.json.as_ref())
+fn check(choice: &AdapterChoice, format: Format, args: &CheckCmdArgs) -> Result<u8> {
+    let json = args.check.measure.json.as_ref();
+    let record_missing = args.bootstrap.record_missing;
+    // A `--baselines` path that does not exist yet is where the first baseline goes.
+    if record_missing && !args.check.baselines.exists() {
+        kernel_thresholds(&args.check)?;
+        return emit(format, &bootstrap(choice, args)?, json);
+    }
+    match check_report(choice, &args.check) {
+        Ok(report) => emit(format, &report, json),
+        Err(Error::NoBaseline { .. }) if record_missing => {
+            emit(format, &bootstrap(choice, args)?, json)
+        }
+        Err(e) => Err(e),
+    }
 }
 
-/// The gate without its output: measure, compare with this device's baseline, decide. `check` and
-/// `serve` both validate through this one path.
-pub fn check_report(choice: &AdapterChoice, args: &CheckArgs) -> Result<report::Report> {
+/// True where the `CI` variable says a CI system runs us (GitHub, GitLab and others set it).
+fn on_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// A first run on a device without a baseline: record one, then self-check against it in a fresh
+/// process, judged like any check; under CI stop after writing it (exit 3).
+fn bootstrap(choice: &AdapterChoice, args: &CheckCmdArgs) -> Result<report::Report> {
+    let key = Gpu::open(choice)?.fingerprint.device_key();
+    let path = baseline::bootstrap_path(&args.check.baselines, &key)?;
+    tracing::info!(
+        device_key = %key,
+        file = %path.display(),
+        runs = args.bootstrap.record_runs,
+        "no baseline for this device: recording one, each run in a fresh process"
+    );
+    let record = RecordArgs {
+        suite: args.bootstrap.suite,
+        runs: args.bootstrap.record_runs,
+        out: Some(path.clone()),
+        baselines: args.check.baselines.clone(),
+        measure: MeasureArgs {
+            json: None,
+            ..args.check.measure.clone()
+        },
+    };
+    let mut recorded = record_report(choice, &record)?;
+    if recorded.outcome.exit_code != exit::PASS {
+        return Ok(recorded); // a wrong result: nothing was written, the report says why
+    }
+    let written = baseline::load(&path)?;
+    let check = CheckArgs {
+        baselines: path.clone(),
+        ..args.check.clone()
+    };
+    let summary = report::Bootstrap {
+        baseline_file: path.display().to_string(),
+        recorded_runs: args.bootstrap.record_runs,
+        self_checked: !on_ci(),
+        check_runs: check.runs,
+        detectable: detectable(&written, &check)?,
+    };
+    if on_ci() {
+        recorded.outcome = GateOutcome {
+            verdict: Verdict::Inconclusive,
+            exit_code: exit::CANNOT_VALIDATE,
+            message: format!(
+                "CI: recorded {} but validated nothing: a bootstrap never passes in CI. Commit \
+                 that file (keep it as a job artifact) and the next run is a gate",
+                path.display()
+            ),
+        };
+        recorded.bootstrap = Some(summary);
+        return Ok(recorded);
+    }
+    tracing::info!("self-check against the new baseline in a fresh process");
+    let mut report = check_report_in(choice, &check, Processes::Fresh)?;
+    report.outcome.message = format!(
+        "bootstrap self-check: {}{}",
+        report.outcome.message,
+        if report.outcome.exit_code == exit::PASS {
+            ""
+        } else {
+            " (the baseline is written; re-record it on a quieter node before committing it)"
+        }
+    );
+    report.bootstrap = Some(summary);
+    Ok(report)
+}
+
+/// Per kernel of `base`: the smallest slowdown a check made with `check` detects, at the
+/// threshold it would be judged by.
+fn detectable(base: &Baseline, check: &CheckArgs) -> Result<Vec<report::Detectable>> {
+    let per_kernel = kernel_thresholds(check)?;
+    Ok(base
+        .kernels
+        .iter()
+        .map(|k| {
+            let threshold = threshold_for(
+                &k.kernel,
+                &per_kernel,
+                check.threshold,
+                base,
+                k.threshold_pct,
+            );
+            let policy = Policy {
+                threshold,
+                ..Policy::default()
+            };
+            report::Detectable {
+                key: k.key.clone(),
+                threshold,
+                slowdown_ratio: compare::detectable_slowdown(
+                    &RunMedians::from_summaries(k.summaries()),
+                    check.runs,
+                    policy,
+                    compare::DETECTION_POWER,
+                ),
+            }
+        })
+        .collect())
+}
+
+/// Check's flags validated before anything is measured; the per-kernel thresholds.
+fn kernel_thresholds(args: &CheckArgs) -> Result<BTreeMap<String, f64>> {
     check_runs(args.runs, 1)?;
     if let Some(t) = args.threshold.filter(|t| !(*t > 0.0 && t.is_finite())) {
         return Err(Error::Usage(format!(
             "--threshold {t}: expected a positive percentage"
         )));
     }
-    let per_kernel = parse_pairs("--kernel-threshold", &args.kernel_threshold)?;
+    parse_pairs("--kernel-threshold", &args.kernel_threshold)
+}
+
+/// The gate without its output: measure, compare with this device's baseline, decide. `check` and
+/// `serve` both validate through this one path.
+pub fn check_report(choice: &AdapterChoice, args: &CheckArgs) -> Result<report::Report> {
+    check_report_in(choice, args, Processes::AsNeeded)
+}
+
+fn check_report_in(
+    choice: &AdapterChoice,
+    args: &CheckArgs,
+    processes: Processes,
+) -> Result<report::Report> {
+    let per_kernel = kernel_thresholds(args)?;
     let gpu = Gpu::open(choice)?;
     let fingerprint = gpu.fingerprint.clone();
     let key = fingerprint.device_key();
@@ -747,7 +928,7 @@ pub fn check_report(choice: &AdapterChoice, args: &CheckArgs) -> Result<report::
             .collect(),
         sampler: sampler_config(&gpu, &args.measure)?,
     };
-    let results = measure(choice, gpu, &plan, args.runs)?;
+    let results = measure(choice, gpu, &plan, args.runs, processes)?;
     let rows = rows(&results, |i, current| {
         let b = chosen[i];
         let threshold = threshold_for(
@@ -779,6 +960,7 @@ pub fn check_report(choice: &AdapterChoice, args: &CheckArgs) -> Result<report::
         outcome,
         rows,
         unsupported,
+        bootstrap: None,
         runs: results,
     })
 }

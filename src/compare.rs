@@ -8,15 +8,19 @@
 //! a threshold-sized change could hide in it, the answer is *inconclusive*, not pass.
 
 use serde::{Deserialize, Serialize};
-use statrs::distribution::{ContinuousCDF, StudentsT};
+use statrs::distribution::{ChiSquared, ContinuousCDF, StudentsT};
 
 use crate::stats;
+use std::f64::consts::SQRT_2;
 
 /// Default practical threshold: a 5 % slowdown.
 pub const DEFAULT_THRESHOLD: f64 = 0.05;
 /// One-sided false-alarm rate of the significance test: at most 1 % of A/A checks may fail, so
 /// the test itself must sit below that.
 pub const DEFAULT_ALPHA: f64 = 0.005;
+/// The power at which detectable slowdowns are quoted: a slowdown of that size or more is called
+/// a regression in at least 95 % of checks.
+pub const DETECTION_POWER: f64 = 0.95;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -193,6 +197,73 @@ pub fn compare(baseline: &RunMedians, current: &RunMedians, policy: Policy) -> C
     }
 }
 
+/// The smallest slowdown (a current/baseline time ratio, e.g. 1.068) that [`compare`] calls a
+/// regression with probability `power`, for a check of `current_runs` runs against `baseline`.
+///
+/// The model is the rule's own: run medians are log-normal with the run-to-run sd this baseline
+/// shows (floored by its within-run error, as `compare` floors it), the same on both sides. The
+/// rule flags d̂ > max(threshold, t·ŝ·c) where ŝ² is the pooled variance, σ²·χ²(df)/df; the power
+/// is E[Φ((δ − max(threshold, t·c·ŝ)) / (σ·c))] over that χ², integrated on its quantiles, and δ
+/// is found by bisection. None when the rule has no degrees of freedom and can never conclude.
+pub fn detectable_slowdown(
+    baseline: &RunMedians,
+    current_runs: usize,
+    policy: Policy,
+    power: f64,
+) -> Option<f64> {
+    let (n, m) = (baseline.medians_s.len(), current_runs);
+    let df = (n + m)
+        .checked_sub(2)
+        .filter(|&df| df > 0 && n > 0 && m > 0)?;
+    let (ss, df_b) = baseline.log_ss();
+    let within = baseline.within_log_se.iter().fold(0.0f64, |a, &s| a.max(s));
+    let observed = if df_b > 0 {
+        (ss / df_b as f64).sqrt()
+    } else {
+        0.0
+    };
+    let sigma = observed.max(within);
+    let limit = (1.0 + policy.threshold).ln();
+    if sigma == 0.0 || !sigma.is_finite() {
+        return Some(limit.exp()); // no noise at all: anything beyond the threshold is caught
+    }
+    let c = (1.0 / n as f64 + 1.0 / m as f64).sqrt();
+    let t = StudentsT::new(0.0, 1.0, df as f64)
+        .ok()?
+        .inverse_cdf(1.0 - policy.alpha);
+    let chi = ChiSquared::new(df as f64).ok()?;
+    const POINTS: usize = 400;
+    // Each quantile of ŝ gives the bar d̂ must clear.
+    let bars: Vec<f64> = (0..POINTS)
+        .map(|i| {
+            let u = chi.inverse_cdf((i as f64 + 0.5) / POINTS as f64);
+            let s_hat = (sigma * (u / df as f64).sqrt()).max(within);
+            limit.max(t * c * s_hat)
+        })
+        .collect();
+    let spread = sigma * c;
+    let power_at = |delta: f64| {
+        bars.iter()
+            .map(|bar| 0.5 * statrs::function::erf::erfc((bar - delta) / (spread * SQRT_2)))
+            .sum::<f64>()
+            / POINTS as f64
+    };
+    let top = bars.iter().fold(limit, |a, &b| a.max(b));
+    let (mut lo, mut hi) = (0.0, top + 10.0 * spread);
+    if power_at(hi) < power {
+        return None; // only a power beyond what the quantile grid resolves was asked for
+    }
+    for _ in 0..80 {
+        let mid = 0.5 * (lo + hi);
+        if power_at(mid) < power {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Some(hi.exp())
+}
+
 /// The gate's answer over all kernels, and the exit code it maps to.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GateOutcome {
@@ -284,6 +355,49 @@ mod tests {
             compare(&runs(&[1.0]), &runs(&[1.0]), p).verdict,
             Verdict::Inconclusive
         );
+    }
+
+    /// Run medians whose log sd is exactly `cv`, with a negligible within-run error.
+    fn with_sd(n: usize, cv: f64) -> RunMedians {
+        let raw: Vec<f64> = (0..n).map(|i| i as f64 - (n - 1) as f64 / 2.0).collect();
+        let sd = (raw.iter().map(|x| x * x).sum::<f64>() / (n - 1) as f64).sqrt();
+        RunMedians {
+            medians_s: raw.iter().map(|x| (x / sd * cv).exp()).collect(),
+            within_log_se: vec![1e-6; n],
+        }
+    }
+
+    #[test]
+    fn detectable_slowdown_matches_the_rules_simulated_power() {
+        // 10 baseline runs, 1 check run, α 0.5 %, 5 % threshold: the smallest slowdowns detected
+        // with 95 % power in a simulation of this exact rule were 5.9 / 6.8 / 11.6 / 31.6 % at a
+        // run-to-run CV of 0.5 / 1 / 2 / 5 %.
+        for (cv, simulated) in [(0.005, 5.9), (0.01, 6.8), (0.02, 11.6), (0.05, 31.6)] {
+            let ratio =
+                detectable_slowdown(&with_sd(10, cv), 1, Policy::default(), DETECTION_POWER)
+                    .unwrap();
+            let pct = (ratio - 1.0) * 100.0;
+            assert!(
+                (pct - simulated).abs() < 0.3,
+                "CV {cv}: {pct:.2} % vs simulated {simulated} %"
+            );
+        }
+        // More check runs detect less; one run on each side can never conclude.
+        let base = with_sd(10, 0.02);
+        let one = detectable_slowdown(&base, 1, Policy::default(), 0.95).unwrap();
+        let three = detectable_slowdown(&base, 3, Policy::default(), 0.95).unwrap();
+        assert!(three < one, "{three} < {one}");
+        assert_eq!(
+            detectable_slowdown(&with_sd(1, 0.02), 1, Policy::default(), 0.95),
+            None
+        );
+        // Without noise, the practical threshold is what remains.
+        let flat = RunMedians {
+            medians_s: vec![1.0; 10],
+            within_log_se: vec![0.0; 10],
+        };
+        let r = detectable_slowdown(&flat, 1, Policy::default(), 0.95).unwrap();
+        assert!((r - 1.05).abs() < 1e-12, "{r}");
     }
 
     #[test]

@@ -42,7 +42,12 @@ pub enum Error {
         reason: String,
     },
 
-    #[error("no baseline for device {key:?} in {} (have: {have}); record one with `gpugate record`", searched.display())]
+    #[error(
+        "no baseline for device {key:?} in {} (have: {have}); record one on a known-good node \
+         with `{bin} record`, or bootstrap one here with `{bin} check --record-missing`",
+        searched.display(),
+        bin = invoked_as()
+    )]
     NoBaseline {
         key: String,
         searched: PathBuf,
@@ -63,6 +68,16 @@ pub enum Error {
         code: u8,
         reason: String,
     },
+}
+
+/// How the user ran this binary, for hints they can paste: `target/release/gpugate` when started
+/// by path, `gpugate` when found on PATH.
+pub fn invoked_as() -> String {
+    std::env::args_os()
+        .next()
+        .map(|a| a.to_string_lossy().into_owned())
+        .filter(|a| a.contains('/'))
+        .unwrap_or_else(|| "gpugate".into())
 }
 
 impl Error {

@@ -25,8 +25,36 @@ pub struct Report {
     #[serde(default)]
     pub unsupported: Vec<Unsupported>,
     pub outcome: GateOutcome,
+    /// Set when this run bootstrapped the device's first baseline (`check --record-missing`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<Bootstrap>,
     /// Everything measured, raw samples included.
     pub runs: Vec<RunResult>,
+}
+
+/// What a first run on a device without a baseline did, and what the new baseline can detect.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Bootstrap {
+    /// The baseline file written.
+    pub baseline_file: String,
+    /// Independent processes recorded per kernel.
+    pub recorded_runs: usize,
+    /// Whether a check against the new file followed (never under CI, where a bootstrap stops).
+    pub self_checked: bool,
+    /// Runs a `check` makes, which `detectable` assumes.
+    pub check_runs: usize,
+    /// Per kernel: how large a slowdown such a check detects against this baseline.
+    pub detectable: Vec<Detectable>,
+}
+
+/// The smallest slowdown a check detects with [`crate::compare::DETECTION_POWER`] for one kernel.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Detectable {
+    pub key: String,
+    /// The practical threshold the kernel is judged at, as a fraction.
+    pub threshold: f64,
+    /// Current/baseline time ratio detected with 95 % power; None when a check cannot conclude.
+    pub slowdown_ratio: Option<f64>,
 }
 
 /// One kernel instance, over all current runs.
@@ -189,12 +217,58 @@ impl Reporter for Table {
         for note in &r.notes {
             writeln!(out, "note: {note}")?;
         }
+        if let Some(b) = &r.bootstrap {
+            write_bootstrap(b, out)?;
+        }
         writeln!(
             out,
             "result: {} (exit {})",
             r.outcome.message, r.outcome.exit_code
         )
     }
+}
+
+fn write_bootstrap(b: &Bootstrap, out: &mut dyn Write) -> io::Result<()> {
+    writeln!(out)?;
+    writeln!(
+        out,
+        "bootstrap: this device had no baseline, so one was recorded ({} independent runs per \
+         kernel){}:",
+        b.recorded_runs,
+        if b.self_checked {
+            ", then checked against in a fresh process; the table above is that self-check"
+        } else {
+            ""
+        }
+    )?;
+    writeln!(out, "  wrote {}", b.baseline_file)?;
+    writeln!(
+        out,
+        "  commit it to make every later run a gate against it:  git add {}",
+        b.baseline_file
+    )?;
+    writeln!(
+        out,
+        "  smallest slowdown a check ({} run{}) detects with {:.0} % power, per kernel:",
+        b.check_runs,
+        if b.check_runs == 1 { "" } else { "s" },
+        100.0 * crate::compare::DETECTION_POWER
+    )?;
+    for d in &b.detectable {
+        let detects = match d.slowdown_ratio {
+            Some(r) if r < 2.0 => format!("{:+.1} % slower", (r - 1.0) * 100.0),
+            Some(r) => format!("{r:.1}× slower"),
+            None => "nothing: too few runs to judge".into(),
+        };
+        writeln!(
+            out,
+            "    {:<44} {:>16}  (threshold {:.0} %)",
+            d.key,
+            detects,
+            d.threshold * 100.0
+        )?;
+    }
+    Ok(())
 }
 
 impl Reporter for Json {

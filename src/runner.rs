@@ -141,8 +141,19 @@ pub fn run_in_children(choice: &AdapterChoice, plan: &Plan, runs: usize) -> Resu
         .map_err(|e| Error::Usage(format!("cannot find own executable: {e}")))?;
     let input = serde_json::to_vec(plan).expect("a plan serialises");
     let mut results = Vec::with_capacity(runs);
+    let started = std::time::Instant::now();
     for run in 1..=runs {
-        tracing::info!(run, runs, "starting independent run");
+        // Progress on stderr: runs take seconds on a GPU and tens of seconds on lavapipe.
+        let done = run - 1;
+        let left = (done > 0).then(|| {
+            let per_run = started.elapsed().as_secs_f64() / done as f64;
+            let secs = (per_run * (runs - done) as f64).round() as u64;
+            humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
+        });
+        tracing::info!(
+            "independent run {run}/{runs}, in a fresh process{}",
+            left.map_or(String::new(), |l| format!("; about {l} left"))
+        );
         let mut cmd = Command::new(&exe);
         cmd.arg("measure-child");
         if let Some(name) = &choice.name_contains {

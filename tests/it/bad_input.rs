@@ -107,6 +107,11 @@ fn another_devices_file_is_exit_3_naming_both_devices() {
         err.contains("NVIDIA-H100-80GB-HBM3-vulkan") && err.contains("edited.json"),
         "{err}"
     );
+    let this = crate::this_device_key();
+    assert!(
+        err.contains(&format!("{this:?}")),
+        "names this device too: {err}"
+    );
 }
 
 #[test]
@@ -185,18 +190,49 @@ fn no_vulkan_driver_is_exit_3_with_advice() {
 #[test]
 fn usage_errors_are_exit_2() {
     let _lock = crate::shared_lock();
-    for args in [
-        vec!["run", "--kernel", "no_such_kernel"],
-        vec!["check", "--threshold", "-3"],
-        vec!["check", "--kernel-threshold", "sgemm"],
-        vec!["record", "--runs", "1"],
-        vec!["--backend", "nonsense", "list"],
-        vec!["frobnicate"],
+    // Each with the words of the check that refuses it: gpugate's own checks, not clap's parser
+    // (`--threshold -3` would be refused by clap as an unknown flag, never reaching gpugate).
+    for (args, says) in [
+        (vec!["run", "--kernel", "no_such_kernel"], "no_such_kernel"),
+        (
+            vec!["check", "--threshold=-3"],
+            "--threshold -3: expected a positive percentage",
+        ),
+        (
+            vec!["check", "--threshold=0"],
+            "--threshold 0: expected a positive percentage",
+        ),
+        (
+            vec!["check", "--threshold=NaN"],
+            "expected a positive percentage",
+        ),
+        (
+            vec!["check", "--kernel-threshold", "sgemm"],
+            "--kernel-threshold",
+        ),
+        (vec!["record", "--runs", "1"], "--runs 1: at least 2 needed"),
+        (vec!["check", "--runs", "0"], "--runs 0: at least 1 needed"),
+        (
+            vec!["check", "--record-missing", "--record-runs", "1"],
+            "--runs 1: at least 2 needed",
+        ),
+        (
+            vec!["--backend", "nonsense", "list"],
+            "--backend \"nonsense\"",
+        ),
+        // serve never bootstraps: a node that baselines itself hides its own slowness.
+        (
+            vec!["serve", "--record-missing"],
+            "unexpected argument '--record-missing'",
+        ),
+        (vec!["check", "--record-runs", "3"], "--record-missing"),
+        (vec!["frobnicate"], "unrecognized subcommand"),
     ] {
         let out = gpugate().args(&args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?} should say {says:?}: {err}");
     }
 }
 

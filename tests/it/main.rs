@@ -73,6 +73,22 @@ pub fn gpugate_command() -> std::process::Command {
     cmd
 }
 
+/// This device's key as the gpugate the tests start sees it (with [`TEST_CPU_MODEL`]).
+pub fn this_device_key() -> &'static str {
+    static KEY: OnceLock<String> = OnceLock::new();
+    KEY.get_or_init(|| {
+        let out = gpugate()
+            .args(["--format", "json", "list"])
+            .output()
+            .unwrap();
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        doc["adapters"][0]["device_key"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    })
+}
+
 pub fn gpugate() -> assert_cmd::Command {
     assert_cmd::Command::from_std(gpugate_command())
 }
