@@ -17,11 +17,15 @@
 //!   metrics format), its history store, and the real binary: SIGTERM, kill -9 and restart;
 //!   promtool accepts /metrics and a real Prometheus scrapes it (scripts/test installs both).
 //! - `statistics`: false-alarm and detection rates of the comparison on simulated noise.
+//! - `scripts`: `scripts/ensure-rust` on a stub machine (keeps a new cargo, installs Debian's
+//!   cargo-web over an old or missing one, adds clippy/rustfmt the toolchain's way, or stops
+//!   naming the commands to run); shellcheck passes on `scripts/` and `.ci/run`.
 
 mod bad_input;
 mod gate;
 mod kernels;
 mod manifests;
+mod scripts;
 mod serve;
 mod shaders;
 mod statistics;
