@@ -39,6 +39,9 @@ fn shapes() -> Vec<(&'static str, Params)> {
         ("peak_bandwidth", n(4 * (1024 * 256 * 5 + 77))),
         ("peak_fma", Params::new([("groups", 1), ("iters", 1)])),
         ("peak_fma", Params::new([("groups", 3), ("iters", 1000)])),
+        // The default suite's step count, where the chains sit closest to their limit and the CPU
+        // replays 128 of the 512 invocations.
+        ("peak_fma", Params::new([("groups", 2), ("iters", 4096)])),
         ("triad", n(4)),
         ("triad", n(4 * 1001)),
         ("gelu", n(4)),
