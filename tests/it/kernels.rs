@@ -46,10 +46,14 @@ fn shapes() -> Vec<(&'static str, Params)> {
         ("triad", n(4 * 1001)),
         ("gelu", n(4)),
         ("gelu", n(4 * 1001)),
+        // The minimum and maximum sit in the final vec4, which the wrapping shapes read in the
+        // grid-stride loop's second round (see `reduce::reference::inputs`).
         ("reduce_min", n(4)),
+        ("reduce_min", n(4 * 1001)),
         ("reduce_min", n(4 * (1024 * 256 + 77))),
         ("reduce_max", n(4)),
         ("reduce_max", n(4 * 1001)),
+        ("reduce_max", n(4 * (1024 * 256 + 77))),
         ("softmax", rc(1, 1)),
         ("softmax", rc(1, 1000)),
         ("softmax", rc(37, 300)),
@@ -85,7 +89,8 @@ fn shapes() -> Vec<(&'static str, Params)> {
         ("copy", n(1 << 18)),
         ("reduce_sum", n(4)),
         ("reduce_sum", n(4 * 1001)),
-        // More vec4s than 1024 workgroups × 256 invocations: the grid-stride loop must wrap.
+        // More vec4s than 1024 workgroups × 256 invocations: the grid-stride loop must wrap. The
+        // inputs are sixteenths, so the sum is exact here (tolerance 0).
         ("reduce_sum", n(4 * (1024 * 256 + 77))),
         ("sgemm", mnk(1, 1, 1)),
         ("sgemm", mnk(65, 33, 17)),
