@@ -132,7 +132,7 @@ pub mod reference {
                 .collect(),
             Op::Min | Op::Max => {
                 assert!(
-                    n >= 4 && n % 4 == 0,
+                    n >= 4 && n.is_multiple_of(4),
                     "n={n} is not a positive multiple of 4"
                 );
                 let mut input = random_f32(rng, n, -1e3, 1e3);
