@@ -21,6 +21,15 @@ const CHAINS: u64 = 8;
 const MAX_READ_GROUPS: u32 = 1024;
 /// Invocations whose FMA chains the CPU replays at most.
 const CHECKED_THREADS: u64 = 1024;
+/// Chain steps (one vec4 FMA of one chain) the CPU replays per buffer set at most, each twice
+/// (fused and unfused): 128 invocations at 4096 steps, all 1024 up to 512 steps.
+const REPLAY_STEPS: u64 = 1 << 22;
+
+/// How many invocations of a peak_fma run at `iters` steps the CPU checks: as many as the replay
+/// budget allows, at least the first and the last, at most [`CHECKED_THREADS`].
+fn checked_threads(iters: u64) -> u64 {
+    (REPLAY_STEPS / (CHAINS * iters.max(1))).clamp(2, CHECKED_THREADS)
+}
 
 impl Kernel for PeakBandwidth {
     fn name(&self) -> &'static str {
@@ -154,9 +163,9 @@ impl Kernel for PeakFma {
         );
         let sets = (0..slots)
             .map(|_| {
-                let seeds = random_f32(rng, threads, 0.0, 1.0);
+                let seeds = reference::seeds(rng, threads);
                 let checked: Vec<(usize, f32)> =
-                    super::launch::rows_to_check(threads, CHECKED_THREADS, rng)
+                    super::launch::rows_to_check(threads, checked_threads(iters), rng)
                         .into_iter()
                         .map(|t| (t as usize, seeds[t as usize]))
                         .collect();
@@ -188,10 +197,26 @@ impl Kernel for PeakFma {
     }
 }
 
-/// CPU references. The strided max is exact. The FMA chains are replayed in f64: an f32 chain
-/// that contracts by `a` carries at most ε/(1 − a) of error per value, whether or not the
-/// device fuses the multiply-add.
+/// CPU references. The strided max is exact.
+///
+/// The FMA chains are replayed in f32, in the shader's order, twice: fused (`mul_add`, one
+/// rounding per step) and unfused (`x * a + b`, two), since WGSL's `fma` may be computed either
+/// way. The start values are exact whatever the evaluation order (seeds are multiples of 2⁻⁸ in
+/// [0, 1), so `s + k + c/8` needs at most 11 significant bits). The tolerance is the distance
+/// between the two replays plus [`SUM_ULPS`] ulps of the result, which covers a compiler that
+/// reorders the 31 final additions of positive values (each order is within 15.5 ulps of the
+/// exact sum, so two orders differ by at most 31) or mixes fused and unfused steps.
+///
+/// Each step moves a chain's distance from 0.5 by the factor a, so the result is
+/// 16 + (Σ start − 16)·aⁿ up to rounding: it depends on the seed (32·aⁿ per unit) and on every
+/// step (one step fewer adds (Σ start − 16)·aⁿ⁻¹·2⁻¹⁰). Both stay far beyond the tolerance at the
+/// suites' step counts (64 to 4096, see the tests); past about 6500 steps aⁿ is too small.
 pub mod reference {
+    use rand::Rng;
+
+    /// Ulps of the result the tolerance allows beyond the fused/unfused difference.
+    pub const SUM_ULPS: f32 = 64.0;
+
     /// What each of `threads` invocations computes: the max over elements i ≡ t (mod threads).
     pub fn strided_max(src: &[f32], threads: usize) -> Vec<f32> {
         let vec4s = src.len() / 4;
@@ -206,20 +231,166 @@ pub mod reference {
             .collect()
     }
 
-    pub fn chains(seed: f32, iters: u64, a: f32, b: f32) -> (f64, f64) {
-        let s = f64::from(seed);
-        let mut total = 0.0;
-        for c in 0..super::CHAINS {
-            let offset = f64::from(c as f32 * 0.01);
-            for x0 in [s, 1.0 - s, 0.5 * s, 1.0 - 0.5 * s] {
-                let mut x = x0 + offset;
-                for _ in 0..iters {
-                    x = x * f64::from(a) + f64::from(b);
+    /// peak_fma's seeds: random multiples of 2⁻⁸ in [0, 1).
+    pub fn seeds(rng: &mut impl Rng, threads: u64) -> Vec<f32> {
+        (0..threads)
+            .map(|_| f32::from(rng.random_range(0u8..=255)) / 256.0)
+            .collect()
+    }
+
+    /// The shader's result for `seed` after `iters` steps, with every `fma` fused or every one
+    /// unfused: start values, `iters` steps per chain, vec4 sum over the chains in chain order,
+    /// then `(t.x + t.y) + (t.z + t.w)`.
+    pub fn replay(seed: f32, iters: u64, a: f32, b: f32, fused: bool) -> f32 {
+        const CHAINS: usize = super::CHAINS as usize;
+        const LANES: [f32; 4] = [1.0, 2.0, 3.0, 4.0];
+        // x[4·c + lane]: chain c's vec4, as in the shader.
+        let mut x = [0f32; 4 * CHAINS];
+        for (i, v) in x.iter_mut().enumerate() {
+            *v = seed + LANES[i % 4] + (i / 4) as f32 * 0.125;
+        }
+        if fused {
+            for _ in 0..iters {
+                for v in &mut x {
+                    *v = v.mul_add(a, b);
                 }
-                total += x;
+            }
+        } else {
+            for _ in 0..iters {
+                for v in &mut x {
+                    *v = *v * a + b;
+                }
             }
         }
-        let per_value = 4.0 * f64::from(f32::EPSILON) / (1.0 - f64::from(a));
-        (total, 32.0 * per_value + 32.0 * f64::from(f32::EPSILON))
+        let mut t = [0f32; 4];
+        for chain in x.chunks_exact(4) {
+            for (t, v) in t.iter_mut().zip(chain) {
+                *t += v;
+            }
+        }
+        (t[0] + t[1]) + (t[2] + t[3])
+    }
+
+    /// (expected value, absolute tolerance) of one invocation's output.
+    pub fn chains(seed: f32, iters: u64, a: f32, b: f32) -> (f64, f64) {
+        let fused = replay(seed, iters, a, b, true);
+        let unfused = replay(seed, iters, a, b, false);
+        let top = fused.max(unfused);
+        let ulp = f32::from_bits(top.to_bits() + 1) - top;
+        (
+            f64::from(fused),
+            f64::from((fused - unfused).abs()) + f64::from(SUM_ULPS * ulp),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reference::{chains, replay};
+    use super::*;
+    use crate::workload::suite::{instances, Scale, Suite};
+
+    /// Every peak_fma step count a suite runs, plus the integration tests' 1 and 1000.
+    fn step_counts() -> Vec<u64> {
+        let mut iters = vec![1, 1000];
+        for suite in Suite::ALL {
+            for scale in [Scale::Tiny, Scale::Small, Scale::Large] {
+                for (kernel, params) in instances(suite, scale) {
+                    if kernel.name() == "peak_fma" {
+                        iters.push(params.get("peak_fma", "iters").unwrap());
+                    }
+                }
+            }
+        }
+        iters.sort_unstable();
+        iters.dedup();
+        iters
+    }
+
+    /// Seeds at both ends of the range and in between.
+    const SEEDS: [f32; 5] = [0.0, 1.0 / 256.0, 0.5, 254.0 / 256.0, 255.0 / 256.0];
+
+    /// How far `got` (fused and unfused) lands from the reference at `seed` and `iters`, in units
+    /// of the tolerance: the smaller of the two.
+    fn distance(seed: f32, iters: u64, got: impl Fn(bool) -> f32) -> f64 {
+        let (want, tol) = chains(seed, iters, A, B);
+        [true, false]
+            .map(|fused| (f64::from(got(fused)) - want).abs() / tol)
+            .into_iter()
+            .fold(f64::INFINITY, f64::min)
+    }
+
+    #[test]
+    fn the_suites_run_the_step_counts_these_tests_cover() {
+        assert_eq!(step_counts(), [1, 64, 256, 1000, 1024, 4096]);
+    }
+
+    #[test]
+    fn one_skipped_step_lands_far_beyond_the_tolerance() {
+        for iters in step_counts() {
+            for seed in SEEDS {
+                let d = distance(seed, iters, |fused| replay(seed, iters - 1, A, B, fused));
+                assert!(d > 8.0, "iters {iters}, seed {seed}: {d:.2} tolerances");
+            }
+        }
+    }
+
+    #[test]
+    fn the_neighbouring_seed_lands_far_beyond_the_tolerance() {
+        // The closest other seed; any other is further (the result grows with the seed).
+        for iters in step_counts() {
+            for seed in SEEDS {
+                for other in [seed - 1.0 / 256.0, seed + 1.0 / 256.0] {
+                    if !(0.0..1.0).contains(&other) {
+                        continue;
+                    }
+                    let d = distance(seed, iters, |fused| replay(other, iters, A, B, fused));
+                    assert!(d > 8.0, "iters {iters}, seed {seed} vs {other}: {d:.2}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_true_chains_verify_fused_or_not() {
+        for iters in step_counts() {
+            for seed in SEEDS {
+                let d = distance(seed, iters, |fused| replay(seed, iters, A, B, fused));
+                assert_eq!(d, 0.0, "iters {iters}, seed {seed}");
+                let (want, tol) = chains(seed, iters, A, B);
+                let unfused = f64::from(replay(seed, iters, A, B, false));
+                assert!((unfused - want).abs() <= tol, "iters {iters}, seed {seed}");
+            }
+        }
+    }
+
+    #[test]
+    fn start_values_are_exact_in_any_order() {
+        let mut rng = <StdRng as rand::SeedableRng>::seed_from_u64(1);
+        let seeds = reference::seeds(&mut rng, 4096);
+        for s in seeds {
+            assert_eq!(s, (s * 256.0).round() / 256.0);
+            assert!((0.0..1.0).contains(&s));
+            for lane in [1.0f32, 2.0, 3.0, 4.0] {
+                for c in 0..CHAINS {
+                    let c = c as f32 * 0.125;
+                    let exact = f64::from(s) + f64::from(lane) + f64::from(c);
+                    assert_eq!(f64::from(s + lane + c), exact);
+                    assert_eq!(f64::from(s + (lane + c)), exact);
+                    assert_eq!(f64::from((s + c) + lane), exact);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn replay_work_per_buffer_set_is_bounded() {
+        for iters in step_counts() {
+            let checked = checked_threads(iters);
+            assert!((2..=CHECKED_THREADS).contains(&checked), "iters {iters}");
+            assert!(checked * CHAINS * iters <= REPLAY_STEPS, "iters {iters}");
+        }
+        assert_eq!(checked_threads(4096), 128);
+        assert_eq!(checked_threads(1), CHECKED_THREADS);
     }
 }
