@@ -4,7 +4,7 @@
 use rand::rngs::StdRng;
 
 use super::launch::{f32s, Launch, Set};
-use super::{Kernel, Params, Prepared, Unit, Work};
+use super::{Kernel, Params, Prepared, Unit, Verification, Work};
 use crate::device::Gpu;
 use crate::error::Result;
 
@@ -88,12 +88,30 @@ impl Kernel for Reduce {
                     super::poisoned_buffer(gpu, "reduce.partials", 4 * u64::from(groups));
                 let total = super::poisoned_buffer(gpu, "reduce.total", 4);
                 let bind = super::bind_group(gpu, &pipelines, &[&input_buf, &partials, &total]);
-                let (want, tolerance) = reference::reduce(op, &input, u64::from(groups) * 256);
+                let threads = u64::from(groups) * 256;
+                let (want, tolerance) = reference::reduce(op, &input, threads);
+                // Min and max partials are exact too: checking them catches a first stage that
+                // keeps the wrong element per invocation even when the total comes out right.
+                let want_partials = (op != Op::Sum)
+                    .then(|| reference::partials(op, &input, threads))
+                    .unwrap_or_default();
                 Set {
                     bind,
-                    outputs: vec![total],
+                    outputs: vec![total, partials],
                     check: Box::new(move |out| {
-                        super::compare_f32("total", &f32s(&out[0]), &[want], &[tolerance])
+                        let total =
+                            super::compare_f32("total", &f32s(&out[0]), &[want], &[tolerance]);
+                        if want_partials.is_empty() {
+                            return total;
+                        }
+                        Verification::all(vec![
+                            total,
+                            super::compare_exact(
+                                "partials",
+                                bytemuck::cast_slice(&f32s(&out[1])),
+                                bytemuck::cast_slice(&want_partials),
+                            ),
+                        ])
                     }),
                 }
             })
@@ -142,6 +160,22 @@ pub mod reference {
                 input
             }
         }
+    }
+
+    /// What each first-stage workgroup of min or max writes: invocation t folds vec4s
+    /// i ≡ t (mod threads), and workgroup w holds invocations 256·w … 256·w + 255.
+    pub fn partials(op: Op, input: &[f32], threads: u64) -> Vec<f32> {
+        let (init, fold): (f32, fn(f32, f32) -> f32) = match op {
+            Op::Min => (f32::MAX, f32::min),
+            _ => (f32::MIN, f32::max),
+        };
+        let threads = threads as usize;
+        let mut out = vec![init; threads / 256];
+        for (i, v) in input.chunks_exact(4).enumerate() {
+            let w = (i % threads) / 256;
+            out[w] = v.iter().copied().fold(out[w], fold);
+        }
+        out
     }
 
     /// (expected value, absolute tolerance) of reducing `input` with `threads` invocations in
@@ -217,6 +251,38 @@ mod tests {
                 let (moved, tol) = moved(op, &input, n, &input[..n as usize - 4]);
                 assert!(moved > tol, "{op:?} n={n}: moved {moved}, tolerance {tol}");
             }
+        }
+    }
+
+    #[test]
+    fn a_first_stage_keeping_only_its_last_element_fails_the_partials() {
+        // `acc = x` instead of `acc = min(acc, x)`: the planted extreme is the last element read,
+        // so the total still comes out right; the exact partials do not, once invocations read
+        // several rounds (production sizes read dozens; the GPU tests include this shape).
+        const DEEP: u64 = 4 * (3 * 1024 * 256 + 77);
+        let mut rng = StdRng::seed_from_u64(9);
+        for op in [Op::Min, Op::Max] {
+            let input = inputs(op, DEEP, &mut rng);
+            let threads = threads(DEEP) as usize;
+            let fold = if op == Op::Min { f32::min } else { f32::max };
+            let mut last = vec![None; threads];
+            for (i, v) in input.chunks_exact(4).enumerate() {
+                last[i % threads] = Some(v.iter().copied().reduce(fold).unwrap());
+            }
+            let mut keeping_last =
+                vec![if op == Op::Min { f32::MAX } else { f32::MIN }; threads / 256];
+            for (t, v) in last.iter().enumerate() {
+                if let Some(v) = v {
+                    keeping_last[t / 256] = fold(keeping_last[t / 256], *v);
+                }
+            }
+            let want = reference::partials(op, &input, threads as u64);
+            assert_eq!(
+                keeping_last.iter().copied().reduce(fold),
+                want.iter().copied().reduce(fold),
+                "{op:?}: the total alone cannot tell"
+            );
+            assert_ne!(keeping_last, want, "{op:?}: the partials must");
         }
     }
 

@@ -56,6 +56,8 @@ fn shapes() -> Vec<(&'static str, Params)> {
         ("reduce_max", n(4)),
         ("reduce_max", n(4 * 1001)),
         ("reduce_max", n(4 * (1024 * 256 + 77))),
+        // Three rounds of the grid-stride loop: the exact partials see every element kept.
+        ("reduce_max", n(4 * (3 * 1024 * 256 + 77))),
         ("softmax", rc(1, 1)),
         ("softmax", rc(1, 1000)),
         ("softmax", rc(37, 300)),

@@ -1,14 +1,22 @@
 //! gpugate's one integration-test binary. Every test runs for real on whatever adapter gpugate
 //! picks — software Vulkan (lavapipe) in CI — and fails, never skips, when there is none.
 //!
+//! No test depends on the host: every gpugate started here reports [`TEST_CPU_MODEL`] as its CPU
+//! (part of a software device key) and runs in an empty directory, so no shipped baseline can
+//! match; tests that need a baseline record their own in a temp dir. Only
+//! `gate::shipped_baselines_are_valid_and_agree_with_their_raw_samples` reads `baselines/`.
+//!
 //! Modules:
 //! - `shaders`: every WGSL file parses and validates with naga; reflected bindings match use.
 //! - `kernels`: every kernel verified against its CPU reference at several shapes, including
 //!   sizes that are not multiples of the workgroup or tile; unrun kernels fail verification;
-//!   property tests over random small shapes for softmax, layernorm, attention and lattice_bfs;
+//!   property tests over random small shapes (fixed seed) for softmax, layernorm, attention and
+//!   lattice_bfs;
 //!   kernels an adapter lacks a feature for are the ones expected of it.
 //! - `gate`: `record` → `check` A/A passes; a real slowdown fails and names the kernel; `list`
-//!   shows every kernel and suite; unsupported kernels are reported, never passed.
+//!   shows every kernel and suite; unsupported kernels are reported, never passed; the first run
+//!   (`check --record-missing`) records, self-checks and says what it detects, exits 3 under CI,
+//!   and never overwrites another device's file; the shipped baselines are valid data.
 //! - `bad_input`: broken baseline files, missing baselines and missing adapters give exit 2 or 3
 //!   naming the file and field, never a panic.
 //! - `manifests`: k8s/ passes kubernetes-validate --strict (core kinds), promtool (alert rules) and
@@ -16,7 +24,8 @@
 //! - `serve`: the sidecar's API through `oneshot` (401/403/409/413/404/400, verdict shapes,
 //!   metrics format), its history store, and the real binary: SIGTERM, kill -9 and restart;
 //!   promtool accepts /metrics and a real Prometheus scrapes it (scripts/test installs both).
-//! - `statistics`: false-alarm and detection rates of the comparison on simulated noise.
+//! - `statistics`: false-alarm and detection rates of the comparison on simulated noise, and the
+//!   detectable-slowdown figure against the rate the comparison really reaches.
 //! - `scripts`: `scripts/ensure-rust` on a stub machine (keeps a new cargo, installs Debian's
 //!   cargo-web over an old or missing one, adds clippy/rustfmt the toolchain's way, or stops
 //!   naming the commands to run); shellcheck passes on `scripts/` and `.ci/run`.
