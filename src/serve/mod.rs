@@ -112,9 +112,9 @@ impl BaselineState {
 pub struct VerdictDoc {
     /// True only when the latest run passed the gate.
     pub ok: bool,
-    /// `pass`, `regression`, `wrong_result`, `inconclusive`, `no_baseline`, `error`, or `pending`
-    /// before any run while nothing is known. `no_baseline` as soon as the probe finds none, before
-    /// any run.
+    /// The latest run's result (`pass`, `regression`, `wrong_result`, `inconclusive`,
+    /// `no_baseline`, `error`); `no_baseline` as soon as the probe finds no baseline for this
+    /// device, before any run; `pending` while nothing is known.
     pub verdict: String,
     /// The largest current/baseline time ratio among the kernels (above 1 is slower).
     pub worst_ratio: Option<f64>,
