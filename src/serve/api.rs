@@ -16,7 +16,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use super::history::{RunRecord, Trigger};
-use super::{Readiness, State, VerdictDoc};
+use super::{BaselineState, Readiness, State, VerdictDoc, PENDING};
 
 /// Requests carry no meaningful body; anything larger than this is refused with 413.
 pub const BODY_LIMIT: usize = 16 * 1024;
@@ -82,18 +82,29 @@ impl IntoResponse for AppError {
     }
 }
 
+/// 200 once the adapter was acquired, with the device and its baseline; a missing or unusable
+/// baseline is not a readiness failure (the verdict says `no_baseline` or the run `error`).
+/// 503 while starting or when no adapter could be acquired.
 async fn readyz(AxumState(state): AxumState<Arc<State>>) -> Response {
     match state.readiness() {
-        Readiness::Ready {
-            device_key,
-            baseline,
-        } => Json(json!({
-            "ready": true, "device_key": device_key, "baseline": baseline,
-        }))
-        .into_response(),
+        Readiness::Ready(node) => {
+            let (baseline, error) = match node.baseline {
+                BaselineState::Loaded(path) => (Some(path), None),
+                BaselineState::Missing(why) | BaselineState::Unusable(why) => (None, Some(why)),
+            };
+            Json(json!({
+                "ready": true,
+                "device_key": node.device_key,
+                "fingerprint": node.fingerprint,
+                "baseline": baseline,
+                "baseline_present": baseline.is_some(),
+                "baseline_error": error,
+            }))
+            .into_response()
+        }
         Readiness::Starting => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"ready": false, "reason": "acquiring the adapter and loading baselines"})),
+            Json(json!({"ready": false, "reason": "acquiring the adapter"})),
         )
             .into_response(),
         Readiness::Failed(reason) => (
@@ -161,14 +172,16 @@ async fn verdict(AxumState(state): AxumState<Arc<State>>) -> Json<VerdictDoc> {
     Json(state.verdict())
 }
 
-/// For Flagger webhooks: the status code is the verdict. 200 pass, 412 failed validation,
-/// 503 no finished run yet.
+/// For Flagger webhooks: the status code is the verdict. 200 pass; 412 failed validation,
+/// `no_baseline` included (before any run too); 503 `pending`.
 async fn verdict_status(AxumState(state): AxumState<Arc<State>>) -> Response {
     let doc = state.verdict();
-    let status = match (doc.run_id, doc.ok) {
-        (None, _) => StatusCode::SERVICE_UNAVAILABLE,
-        (Some(_), true) => StatusCode::OK,
-        (Some(_), false) => StatusCode::PRECONDITION_FAILED,
+    let status = if doc.ok {
+        StatusCode::OK
+    } else if doc.verdict == PENDING {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::PRECONDITION_FAILED
     };
     (status, Json(doc)).into_response()
 }

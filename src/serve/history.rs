@@ -32,16 +32,20 @@ pub enum RunResult {
     Regression,
     WrongResult,
     Inconclusive,
-    /// The run could not measure at all (no adapter, no baseline, a GPU error).
+    /// This device has no baseline to compare with ([`crate::error::Error::NoBaseline`]): the
+    /// node cannot be validated until one is recorded on a known-good node and mounted.
+    NoBaseline,
+    /// The run could not measure at all (no adapter, an unusable baseline file, a GPU error).
     Error,
 }
 
 impl RunResult {
-    pub const ALL: [RunResult; 5] = [
+    pub const ALL: [RunResult; 6] = [
         RunResult::Pass,
         RunResult::Regression,
         RunResult::WrongResult,
         RunResult::Inconclusive,
+        RunResult::NoBaseline,
         RunResult::Error,
     ];
 
@@ -51,7 +55,17 @@ impl RunResult {
             RunResult::Regression => "regression",
             RunResult::WrongResult => "wrong_result",
             RunResult::Inconclusive => "inconclusive",
+            RunResult::NoBaseline => "no_baseline",
             RunResult::Error => "error",
+        }
+    }
+
+    /// A run that ended in `e` before it could report: `no_baseline` when this device has no
+    /// baseline, `error` for everything else.
+    pub fn of_error(e: &Error) -> RunResult {
+        match e {
+            Error::NoBaseline { .. } => RunResult::NoBaseline,
+            _ => RunResult::Error,
         }
     }
 
@@ -75,7 +89,7 @@ pub struct RunRecord {
     pub result: RunResult,
     /// The check's full report (None when the run failed before measuring).
     pub report: Option<Report>,
-    /// Why the run could not measure, when `result` is `error`.
+    /// Why the run could not measure, when `result` is `error` or `no_baseline`.
     pub error: Option<String>,
 }
 
@@ -185,5 +199,29 @@ impl History {
 
     pub fn get(&self, id: u64) -> Option<&RunRecord> {
         self.runs.iter().find(|r| r.id == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_baseline_is_its_own_result() {
+        let missing = Error::NoBaseline {
+            key: "K".into(),
+            searched: PathBuf::from("baselines"),
+            have: "none".into(),
+        };
+        assert_eq!(RunResult::of_error(&missing), RunResult::NoBaseline);
+        let broken = Error::baseline(Path::new("baselines/K.json"), "kernels", "is empty");
+        assert_eq!(RunResult::of_error(&broken), RunResult::Error);
+        assert_eq!(
+            serde_json::to_value(RunResult::NoBaseline).unwrap(),
+            RunResult::NoBaseline.as_str()
+        );
+        for r in RunResult::ALL {
+            assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+        }
     }
 }

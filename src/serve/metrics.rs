@@ -24,6 +24,9 @@ const VERDICTS: [Verdict; 5] = [
 pub struct Metrics {
     registry: Registry,
     device_info: GaugeVec,
+    /// No labels of its own: one series once the device is known, none before (or without an
+    /// adapter), so an alert on 0 only fires where a baseline is known to be missing.
+    baseline_present: GaugeVec,
     median_seconds: GaugeVec,
     /// Rate per second in base units, one family per unit: bytes, FLOP, edges.
     throughput: [GaugeVec; 3],
@@ -71,6 +74,17 @@ impl Metrics {
                 GaugeVec::new(
                     Opts::new("gpugate_device_info", "the adapter validated, always 1"),
                     &["adapter", "driver", "backend", "device_key"],
+                )
+                .unwrap(),
+            ),
+            baseline_present: register(
+                r,
+                GaugeVec::new(
+                    Opts::new(
+                        "gpugate_baseline_present",
+                        "1 when this device's baseline loaded, 0 when it has none or it cannot be loaded",
+                    ),
+                    &[],
                 )
                 .unwrap(),
             ),
@@ -182,7 +196,10 @@ impl Metrics {
         *self.rendered.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
+    /// The adapter this process validates: one `gpugate_device_info` series, never a stale one
+    /// beside it.
     pub fn set_device(&self, fp: &Fingerprint) {
+        self.device_info.reset();
         self.device_info
             .with_label_values(&[
                 fp.name.as_str(),
@@ -191,6 +208,20 @@ impl Metrics {
                 fp.device_key().as_str(),
             ])
             .set(1.0);
+        self.invalidate();
+    }
+
+    /// No adapter: no device series, and no baseline series (it would be about no device).
+    pub fn clear_device(&self) {
+        self.device_info.reset();
+        self.baseline_present.reset();
+        self.invalidate();
+    }
+
+    pub fn set_baseline_present(&self, present: bool) {
+        self.baseline_present
+            .with_label_values(&[] as &[&str])
+            .set(f64::from(u8::from(present)));
         self.invalidate();
     }
 
@@ -222,7 +253,6 @@ impl Metrics {
             self.last_success.set(finished);
         }
         let Some(report) = &run.report else { return };
-        self.set_device(&report.fingerprint);
         for row in &report.rows {
             let key = row.key.as_str();
             self.median_seconds
@@ -267,5 +297,81 @@ impl Metrics {
             std::sync::Arc::new(out)
         });
         (prometheus::TEXT_FORMAT, body.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fingerprint(name: &str, driver: &str) -> Fingerprint {
+        Fingerprint {
+            name: name.into(),
+            vendor_id: 0x10de,
+            device_id: 1,
+            device_type: "DiscreteGpu".into(),
+            driver: driver.into(),
+            driver_info: String::new(),
+            backend: "vulkan".into(),
+            cpu_model: None,
+        }
+    }
+
+    fn text(m: &Metrics) -> String {
+        String::from_utf8(m.render().1.to_vec()).unwrap()
+    }
+
+    fn lines<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")))
+            .collect()
+    }
+
+    #[test]
+    fn one_device_series_and_a_baseline_series_only_once_known() {
+        let m = Metrics::new("n");
+        let t = text(&m);
+        assert!(lines(&t, "gpugate_device_info").is_empty(), "{t}");
+        assert!(lines(&t, "gpugate_baseline_present").is_empty(), "{t}");
+
+        m.set_device(&fingerprint("GPU A", "550"));
+        m.set_baseline_present(false);
+        m.set_device(&fingerprint("GPU A", "560"));
+        let t = text(&m);
+        let device = lines(&t, "gpugate_device_info");
+        assert_eq!(device.len(), 1, "{t}");
+        assert!(device[0].contains("driver=\"560\""), "{t}");
+        assert_eq!(
+            lines(&t, "gpugate_baseline_present"),
+            ["gpugate_baseline_present{hostname=\"n\"} 0"]
+        );
+        m.set_baseline_present(true);
+        assert_eq!(
+            lines(&text(&m), "gpugate_baseline_present"),
+            ["gpugate_baseline_present{hostname=\"n\"} 1"]
+        );
+
+        m.clear_device();
+        let t = text(&m);
+        assert!(lines(&t, "gpugate_device_info").is_empty(), "{t}");
+        assert!(lines(&t, "gpugate_baseline_present").is_empty(), "{t}");
+    }
+
+    #[test]
+    fn every_result_has_a_series_from_the_start() {
+        let m = Metrics::new("n");
+        m.init_results();
+        let t = text(&m);
+        for r in RunResult::ALL {
+            let line = format!(
+                "gpugate_runs_total{{hostname=\"n\",result=\"{}\"}} 0",
+                r.as_str()
+            );
+            let alt = format!(
+                "gpugate_runs_total{{result=\"{}\",hostname=\"n\"}} 0",
+                r.as_str()
+            );
+            assert!(t.lines().any(|l| l == line || l == alt), "{line}\n{t}");
+        }
     }
 }

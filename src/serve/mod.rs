@@ -5,6 +5,13 @@
 //! [`crate::cli::check_report`], the path `gpugate check` takes. The HTTP layer ([`api`]) only
 //! reads [`State`] and enqueues runs. Finished runs go to [`history::History`] (atomic files) and
 //! to [`metrics::Metrics`].
+//!
+//! Before the first run, the worker's start-up probe opens the adapter: from then on `/readyz`,
+//! the verdict and `gpugate_device_info` name the device (key and fingerprint), and whether it
+//! has a baseline is known. A device without one is ready (the process works) but its verdict is
+//! `no_baseline`, never a pass. serve never records a baseline itself: a node that baselined
+//! itself would take its own slowness as the norm. Baselines are recorded with `gpugate record`
+//! on a known-good node of the same model and mounted.
 
 pub mod api;
 pub mod history;
@@ -20,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cli::CheckArgs;
 use crate::compare::Verdict;
-use crate::device::{AdapterChoice, Gpu};
+use crate::device::{AdapterChoice, Fingerprint, Gpu};
 use crate::error::{exit, Error, Result};
 use history::{History, RunRecord, RunResult, Trigger};
 use metrics::Metrics;
@@ -43,12 +50,61 @@ pub struct Config {
 /// What `/readyz` reports.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Readiness {
+    /// The start-up probe has not finished.
     Starting,
-    Ready {
-        device_key: String,
-        baseline: String,
-    },
+    /// The adapter was acquired (by the probe, or by a run since).
+    Ready(Node),
+    /// No adapter could be acquired: why.
     Failed(String),
+}
+
+/// The device this process validates and the state of its baseline.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    pub device_key: String,
+    pub fingerprint: Fingerprint,
+    pub baseline: BaselineState,
+}
+
+impl Node {
+    /// The node as the adapter `fingerprint` and the baselines under `baselines` show it.
+    pub fn new(fingerprint: Fingerprint, baselines: &std::path::Path) -> Node {
+        let device_key = fingerprint.device_key();
+        Node {
+            baseline: BaselineState::of(baselines, &device_key),
+            device_key,
+            fingerprint,
+        }
+    }
+}
+
+/// This device's baseline, as the probe or the latest run found it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BaselineState {
+    /// Loaded from this file.
+    Loaded(String),
+    /// There is none for this device ([`Error::NoBaseline`]): its message, naming where it
+    /// looked and what is there.
+    Missing(String),
+    /// One is configured but cannot be used (a broken file, no such `--baselines`): the error,
+    /// which runs report as `error`.
+    Unusable(String),
+}
+
+impl BaselineState {
+    /// Look up (and validate) the baseline for `device_key` the way `check` does. Reads files
+    /// only; never writes one.
+    pub fn of(baselines: &std::path::Path, device_key: &str) -> BaselineState {
+        match crate::baseline::for_device(baselines, device_key) {
+            Ok((path, _)) => BaselineState::Loaded(path.display().to_string()),
+            Err(e @ Error::NoBaseline { .. }) => BaselineState::Missing(e.to_string()),
+            Err(e) => BaselineState::Unusable(e.to_string()),
+        }
+    }
+
+    pub fn is_loaded(&self) -> bool {
+        matches!(self, BaselineState::Loaded(_))
+    }
 }
 
 /// `GET /api/v1/verdict`: the latest finished run's verdict, shaped for Argo Rollouts.
@@ -56,7 +112,9 @@ pub enum Readiness {
 pub struct VerdictDoc {
     /// True only when the latest run passed the gate.
     pub ok: bool,
-    /// `pass`, `regression`, `wrong_result`, `inconclusive`, `error`, or `pending` before any run.
+    /// The latest run's result (`pass`, `regression`, `wrong_result`, `inconclusive`,
+    /// `no_baseline`, `error`); `no_baseline` as soon as the probe finds no baseline for this
+    /// device, before any run; `pending` while nothing is known.
     pub verdict: String,
     /// The largest current/baseline time ratio among the kernels (above 1 is slower).
     pub worst_ratio: Option<f64>,
@@ -65,6 +123,11 @@ pub struct VerdictDoc {
     pub run_id: Option<u64>,
     pub finished_at: Option<DateTime<Utc>>,
     pub message: String,
+    /// The device this process validates, once the adapter was acquired.
+    #[serde(default)]
+    pub device_key: Option<String>,
+    #[serde(default)]
+    pub fingerprint: Option<Fingerprint>,
 }
 
 struct Running {
@@ -96,10 +159,8 @@ impl State {
         queue: mpsc::Sender<(u64, Trigger)>,
     ) -> State {
         metrics.init_results();
-        // The device of the newest measured run: older ones may name a replaced driver.
-        if let Some(report) = history.iter().find_map(|r| r.report.as_ref()) {
-            metrics.set_device(&report.fingerprint);
-        }
+        // No device metric from the kept history: it may name a replaced GPU or driver. The
+        // probe sets it from the adapter this process opens.
         let next_id = history.next_id();
         State {
             history: Mutex::new(history),
@@ -122,8 +183,26 @@ impl State {
         lock(&self.readiness).clone()
     }
 
+    /// What the probe or a run found; the device and baseline metrics follow.
     pub fn set_readiness(&self, r: Readiness) {
-        *lock(&self.readiness) = r;
+        let mut readiness = lock(&self.readiness);
+        match &r {
+            Readiness::Ready(node) => {
+                self.metrics.set_device(&node.fingerprint);
+                self.metrics.set_baseline_present(node.baseline.is_loaded());
+            }
+            Readiness::Failed(_) => self.metrics.clear_device(),
+            Readiness::Starting => {}
+        }
+        *readiness = r;
+    }
+
+    /// The device, once the adapter was acquired.
+    pub fn node(&self) -> Option<Node> {
+        match self.readiness() {
+            Readiness::Ready(node) => Some(node),
+            _ => None,
+        }
     }
 
     pub fn running_id(&self) -> Option<u64> {
@@ -160,18 +239,50 @@ impl State {
         self.metrics.set_in_progress(false);
     }
 
+    /// The latest finished run's verdict; `no_baseline` whenever this device is known to have
+    /// no baseline (from the probe on, before any run and over a kept run of an earlier process);
+    /// `pending` when nothing is known yet.
     pub fn verdict(&self) -> VerdictDoc {
+        let node = self.node();
+        let (device_key, fingerprint) = node
+            .as_ref()
+            .map(|n| (n.device_key.clone(), n.fingerprint.clone()))
+            .unzip();
+        let missing = node.and_then(|n| match n.baseline {
+            BaselineState::Missing(why) => Some(why),
+            _ => None,
+        });
         let history = self.history();
-        let Some(run) = history.latest() else {
-            return VerdictDoc {
-                ok: false,
-                verdict: "pending".into(),
-                worst_ratio: None,
-                regressions: vec![],
-                run_id: None,
-                finished_at: None,
-                message: "no run has finished yet".into(),
-            };
+        let latest = history.latest();
+        let run = match (latest, missing) {
+            (Some(run), Some(_)) if run.result == RunResult::NoBaseline => run,
+            (_, Some(why)) => {
+                return VerdictDoc {
+                    ok: false,
+                    verdict: RunResult::NoBaseline.as_str().into(),
+                    worst_ratio: None,
+                    regressions: vec![],
+                    run_id: None,
+                    finished_at: None,
+                    message: why,
+                    device_key,
+                    fingerprint,
+                }
+            }
+            (Some(run), None) => run,
+            (None, None) => {
+                return VerdictDoc {
+                    ok: false,
+                    verdict: PENDING.into(),
+                    worst_ratio: None,
+                    regressions: vec![],
+                    run_id: None,
+                    finished_at: None,
+                    message: "no run has finished yet".into(),
+                    device_key,
+                    fingerprint,
+                }
+            }
         };
         let rows = run.report.as_ref().map_or(&[][..], |r| &r.rows[..]);
         VerdictDoc {
@@ -194,9 +305,14 @@ impl State {
                 .map(|r| r.outcome.message.clone())
                 .or(run.error.clone())
                 .unwrap_or_default(),
+            device_key,
+            fingerprint,
         }
     }
 }
+
+/// The verdict before any run, while nothing is known.
+pub const PENDING: &str = "pending";
 
 /// Compare a presented secret with the configured one without an early exit on the first
 /// differing byte.
@@ -205,7 +321,7 @@ pub fn same_secret(presented: &str, expected: &str) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The worker: probe readiness once, then measure each queued run in turn. GPU work happens
+/// The worker: probe the device once, then measure each queued run in turn. GPU work happens
 /// here only.
 fn worker(
     state: Arc<State>,
@@ -213,24 +329,40 @@ fn worker(
     choice: AdapterChoice,
     check: CheckArgs,
 ) {
-    state.set_readiness(match probe(&choice, &check) {
-        Ok((device_key, baseline)) => {
-            tracing::info!(%device_key, %baseline, "ready");
-            Readiness::Ready {
-                device_key,
-                baseline,
+    let probed = probe(&choice, &check);
+    match &probed {
+        Readiness::Ready(node) => match &node.baseline {
+            BaselineState::Loaded(path) => {
+                tracing::info!(device_key = %node.device_key, baseline = %path, "ready")
             }
-        }
-        Err(e) => {
-            tracing::error!("not ready: {e}");
-            Readiness::Failed(e.to_string())
-        }
-    });
+            BaselineState::Missing(why) | BaselineState::Unusable(why) => tracing::warn!(
+                device_key = %node.device_key,
+                "ready, but this device cannot be validated: {why}"
+            ),
+        },
+        Readiness::Failed(why) => tracing::error!("not ready: {why}"),
+        Readiness::Starting => {}
+    }
+    state.set_readiness(probed);
     while let Ok((id, trigger)) = queue.recv() {
         tracing::info!(id, ?trigger, "validation run starting");
         let started_at = Utc::now();
         let outcome = crate::cli::check_report(&choice, &check);
         let finished_at = Utc::now();
+        // What the run showed of the device and its baseline (an operator may have mounted or
+        // replaced a baseline since the probe).
+        let seen = match (&outcome, state.readiness()) {
+            (Ok(report), _) => Some(Readiness::Ready(Node {
+                device_key: report.device_key.clone(),
+                fingerprint: report.fingerprint.clone(),
+                baseline: BaselineState::Loaded(report.baseline_file.clone().unwrap_or_default()),
+            })),
+            (Err(_), Readiness::Ready(node)) => Some(Readiness::Ready(Node {
+                baseline: BaselineState::of(&check.baselines, &node.device_key),
+                ..node
+            })),
+            (Err(_), _) => None,
+        };
         let record = match outcome {
             Ok(report) => RunRecord {
                 id,
@@ -246,7 +378,7 @@ fn worker(
                 trigger,
                 started_at,
                 finished_at,
-                result: RunResult::Error,
+                result: RunResult::of_error(&e),
                 report: None,
                 error: Some(e.to_string()),
             },
@@ -256,17 +388,24 @@ fn worker(
             result = record.result.as_str(),
             "validation run finished"
         );
+        if let Some(seen) = seen {
+            state.set_readiness(seen);
+        }
         state.finish(record);
     }
 }
 
-/// Adapter acquired and this device's baseline loaded.
-fn probe(choice: &AdapterChoice, check: &CheckArgs) -> Result<(String, String)> {
-    let gpu = Gpu::open(choice)?;
-    let key = gpu.fingerprint.device_key();
-    drop(gpu);
-    let (path, _) = crate::baseline::for_device(&check.baselines, &key)?;
-    Ok((key, path.display().to_string()))
+/// Open the adapter and look up its baseline; never records one. A missing or unusable baseline
+/// does not make the node unready: it is the verdict's business.
+fn probe(choice: &AdapterChoice, check: &CheckArgs) -> Readiness {
+    match Gpu::open(choice) {
+        Ok(gpu) => {
+            let fingerprint = gpu.fingerprint.clone();
+            drop(gpu);
+            Readiness::Ready(Node::new(fingerprint, &check.baselines))
+        }
+        Err(e) => Readiness::Failed(e.to_string()),
+    }
 }
 
 /// The wait before the next scheduled run: `interval` ± `jitter`·`interval`.
@@ -369,6 +508,30 @@ mod tests {
             "a fleet must not run in lock-step: spread {spread} s"
         );
         assert_eq!(next_wait(hour, 0.0), hour);
+    }
+
+    #[test]
+    fn a_baseline_is_loaded_missing_or_unusable() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = BaselineState::of(dir.path(), "GPU-vulkan");
+        assert!(
+            matches!(&missing, BaselineState::Missing(why) if why.contains("GPU-vulkan")),
+            "{missing:?}"
+        );
+        std::fs::write(dir.path().join("GPU-vulkan.json"), "{").unwrap();
+        let broken = BaselineState::of(dir.path(), "GPU-vulkan");
+        assert!(
+            matches!(&broken, BaselineState::Unusable(why) if why.contains("GPU-vulkan.json")),
+            "{broken:?}"
+        );
+        let nowhere = BaselineState::of(&dir.path().join("absent"), "GPU-vulkan");
+        assert!(matches!(nowhere, BaselineState::Unusable(_)), "{nowhere:?}");
+        assert!(!missing.is_loaded() && !broken.is_loaded());
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "looking never writes"
+        );
     }
 
     #[test]

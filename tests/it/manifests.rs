@@ -1,7 +1,8 @@
 //! The Kubernetes manifests in `k8s/`: core kinds pass `kubernetes-validate --strict`; the CRDs
 //! (ServiceMonitor, PrometheusRule, AnalysisTemplate), which it has no schemas for, get a
 //! documented check of the fields that matter, and PrometheusRule's groups pass
-//! `promtool check rules`. Ports, args and probe paths are ones the binary really accepts.
+//! `promtool check rules` (GpugateNoBaseline also a `promtool test rules` unit test). Ports, args,
+//! probe paths and the AnalysisTemplate's verdicts are ones the binary really accepts or gives.
 
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
@@ -9,10 +10,13 @@ use std::sync::{mpsc, Arc};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use clap::Parser;
+use gpugate::device::Fingerprint;
 use gpugate::serve::api::app;
-use gpugate::serve::history::History;
+use gpugate::serve::history::{History, RunResult};
 use gpugate::serve::metrics::Metrics;
-use gpugate::serve::State;
+use gpugate::serve::{BaselineState, Node, Readiness, State};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
 use tower::ServiceExt;
 use yaml_rust2::{Yaml, YamlEmitter, YamlLoader};
 
@@ -190,30 +194,50 @@ fn service_monitor_scrapes_the_service_metrics_port() {
     assert_eq!(s(&endpoint["path"]), "/metrics");
 }
 
-/// PrometheusRule: the groups are a valid rule file for promtool, and the three alerts exist and
-/// query metrics gpugate exports.
-#[test]
-fn prometheus_rule_groups_pass_promtool_check_rules() {
-    // A spawned tool loads the CPU: not while a timing test measures.
-    let _lock = crate::shared_lock();
+/// A serve state whose probe found an H100 without a baseline.
+fn state_without_baseline() -> Arc<State> {
+    let (tx, _rx) = mpsc::channel();
+    let state = Arc::new(State::new(
+        History::open(None, 1).unwrap(),
+        Metrics::new("n"),
+        None,
+        tx,
+    ));
+    let fingerprint = Fingerprint {
+        name: "NVIDIA H100 80GB HBM3".into(),
+        vendor_id: 0x10de,
+        device_id: 0x2330,
+        device_type: "DiscreteGpu".into(),
+        driver: "NVIDIA".into(),
+        driver_info: "550.54.15".into(),
+        backend: "vulkan".into(),
+        cpu_model: None,
+    };
+    state.set_readiness(Readiness::Ready(Node {
+        device_key: fingerprint.device_key(),
+        fingerprint,
+        baseline: BaselineState::Missing("no baseline for device".into()),
+    }));
+    state
+}
+
+/// GET `path` from the app over `state`: the body.
+async fn body(state: &Arc<State>, path: &str) -> String {
+    let response = app(state.clone())
+        .oneshot(Request::get(path).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+/// PrometheusRule: the groups are a valid rule file for promtool, the alerts exist and query
+/// metrics gpugate exports, and GpugateNoBaseline fires (after its 15 minutes) on a node whose
+/// baseline is missing, naming the device, and on no other.
+#[tokio::test]
+async fn prometheus_rule_groups_pass_promtool_check_rules() {
     let rule = load("prometheusrule.yaml");
     assert_eq!(s(&rule["kind"]), "PrometheusRule");
-    let mut file = String::new();
-    YamlEmitter::new(&mut file).dump(&rule["spec"]).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("rules.yaml");
-    std::fs::write(&path, file).unwrap();
-    let out = std::process::Command::new("promtool")
-        .args(["check", "rules"])
-        .arg(&path)
-        .output()
-        .expect("promtool is missing: run scripts/test (it installs Debian's prometheus)");
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
     let rules = rule["spec"]["groups"][0]["rules"].as_vec().unwrap();
     let alerts: Vec<&str> = rules.iter().map(|r| s(&r["alert"])).collect();
     assert_eq!(
@@ -221,32 +245,147 @@ fn prometheus_rule_groups_pass_promtool_check_rules() {
         [
             "GpugateRegressionDetected",
             "GpugateValidationStale",
-            "GpugateRunsFailing"
+            "GpugateRunsFailing",
+            "GpugateNoBaseline",
         ]
     );
-    for (r, metric) in rules.iter().zip([
-        "gpugate_kernel_verdict",
-        "gpugate_last_success_timestamp_seconds",
-        "gpugate_runs_total",
+    // Every metric an alert queries is one gpugate exports once the device is known (kernel series
+    // need a measured run: tests/it/serve.rs checks those).
+    let exposition = body(&state_without_baseline(), "/metrics").await;
+    for (r, metrics) in rules.iter().zip([
+        &["gpugate_kernel_verdict"][..],
+        &["gpugate_last_success_timestamp_seconds"],
+        &["gpugate_runs_total"],
+        &["gpugate_baseline_present", "gpugate_device_info"],
     ]) {
-        assert!(s(&r["expr"]).contains(metric), "{:?}", r["expr"]);
+        for metric in metrics {
+            assert!(s(&r["expr"]).contains(metric), "{:?}", r["expr"]);
+            assert!(
+                metric.starts_with("gpugate_kernel_")
+                    || exposition.contains(&format!("# TYPE {metric} ")),
+                "{metric} is not exported:\n{exposition}"
+            );
+        }
+    }
+    let no_baseline = &rules[3];
+    assert_eq!(s(&no_baseline["for"]), "15m");
+    assert!(s(&no_baseline["expr"]).contains("gpugate_baseline_present == 0"));
+    let summary = s(&no_baseline["annotations"]["summary"]);
+    let description = s(&no_baseline["annotations"]["description"]);
+    assert!(summary.contains("No gpugate baseline"), "{summary}");
+    assert!(description.contains("gpugate record"), "{description}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut file = String::new();
+    YamlEmitter::new(&mut file).dump(&rule["spec"]).unwrap();
+    std::fs::write(dir.path().join("rules.yaml"), file).unwrap();
+
+    // A unit test for promtool (JSON is YAML): node `missing` has no baseline, node `has` has.
+    let device = |hostname: &str, instance: &str| {
+        format!(
+            "gpugate_device_info{{hostname=\"{hostname}\",instance=\"{instance}\",adapter=\"NVIDIA H100 80GB HBM3\",driver=\"NVIDIA 550.54.15\",backend=\"vulkan\",device_key=\"NVIDIA-H100-80GB-HBM3-vulkan\"}}"
+        )
+    };
+    let labels = [
+        ("severity", "warning"),
+        ("hostname", "missing"),
+        ("instance", "10.0.0.1:9400"),
+        ("adapter", "NVIDIA H100 80GB HBM3"),
+        ("device_key", "NVIDIA-H100-80GB-HBM3-vulkan"),
+    ];
+    let expand = |template: &str| {
+        let text = labels.iter().fold(template.to_string(), |t, (k, v)| {
+            t.replace(&format!("{{{{ $labels.{k} }}}}"), v)
+        });
+        assert!(
+            !text.contains("{{"),
+            "a template the test does not know: {text}"
+        );
+        text
+    };
+    let unit_test = json!({
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": [
+                {"series": "gpugate_baseline_present{hostname=\"missing\",instance=\"10.0.0.1:9400\"}", "values": "0x30"},
+                {"series": device("missing", "10.0.0.1:9400"), "values": "1x30"},
+                {"series": "gpugate_baseline_present{hostname=\"has\",instance=\"10.0.0.2:9400\"}", "values": "1x30"},
+                {"series": device("has", "10.0.0.2:9400"), "values": "1x30"},
+            ],
+            "alert_rule_test": [
+                {"eval_time": "10m", "alertname": "GpugateNoBaseline", "exp_alerts": []},
+                {"eval_time": "20m", "alertname": "GpugateNoBaseline", "exp_alerts": [{
+                    "exp_labels": labels.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+                    "exp_annotations": {"summary": expand(summary), "description": expand(description)},
+                }]},
+            ],
+        }],
+    });
+    std::fs::write(dir.path().join("test.yaml"), unit_test.to_string()).unwrap();
+
+    // A spawned tool loads the CPU: not while a timing test measures.
+    let _lock = crate::shared_lock();
+    for args in [
+        ["check", "rules", "rules.yaml"],
+        ["test", "rules", "test.yaml"],
+    ] {
+        let out = std::process::Command::new("promtool")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("promtool is missing: run scripts/test (it installs Debian's prometheus)");
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
 /// AnalysisTemplate: the web provider asks the always-200 verdict endpoint and judges its body.
-#[test]
-fn analysis_template_reads_the_verdict_body() {
+/// Only `ok == true` succeeds; a node without a baseline is a failure, never a pass.
+#[tokio::test]
+async fn analysis_template_reads_the_verdict_body() {
     let t = load("analysistemplate.yaml");
     assert_eq!(s(&t["apiVersion"]), "argoproj.io/v1alpha1");
     assert_eq!(s(&t["kind"]), "AnalysisTemplate");
     let metric = &t["spec"]["metrics"][0];
     let url = s(&metric["provider"]["web"]["url"]);
     assert!(url.ends_with(":9400/api/v1/verdict"), "{url}");
-    assert!(s(&metric["successCondition"]).contains("result.ok == true"));
+    assert_eq!(s(&metric["successCondition"]), "result.ok == true");
     let arg = s(&t["spec"]["args"][0]["name"]);
     assert!(
         url.contains(&format!("{{{{args.{arg}}}}}")),
         "{url} uses the declared arg"
+    );
+    // failureCondition: `result.verdict == "…"` terms joined by `||`, each a verdict gpugate gives.
+    let failing: Vec<&str> = s(&metric["failureCondition"])
+        .split("||")
+        .map(|term| {
+            term.trim()
+                .strip_prefix("result.verdict == \"")
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or_else(|| panic!("unexpected failureCondition term {term:?}"))
+        })
+        .collect();
+    let results = RunResult::ALL.map(RunResult::as_str);
+    assert!(
+        failing.iter().all(|v| results.contains(v)),
+        "{failing:?} are not all verdicts gpugate gives ({results:?})"
+    );
+    for must in ["regression", "wrong_result", "no_baseline"] {
+        assert!(failing.contains(&must), "{must} must fail the analysis");
+    }
+    // What the endpoint serves for a node without a baseline, before any run: a failure.
+    let verdict: Value =
+        serde_json::from_str(&body(&state_without_baseline(), "/api/v1/verdict").await).unwrap();
+    assert_eq!(verdict["ok"], false, "{verdict}");
+    assert!(
+        failing.contains(&verdict["verdict"].as_str().unwrap()),
+        "{verdict}"
     );
 }
 

@@ -1,23 +1,34 @@
 //! `gpugate serve`: the API through `app(state).oneshot(…)` (no GPU needed: the test plays the
 //! worker), the history store, and the real binary over a socket (SIGTERM, kill -9, restart).
 
+use std::collections::BTreeMap;
 use std::sync::{mpsc, Arc};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use chrono::Utc;
+use gpugate::compare::Verdict;
+use gpugate::device::Fingerprint;
+use gpugate::report::Report;
 use gpugate::serve::api::{app, BODY_LIMIT};
 use gpugate::serve::history::{History, RunRecord, RunResult, Trigger};
 use gpugate::serve::metrics::Metrics;
-use gpugate::serve::{Readiness, State};
+use gpugate::serve::{BaselineState, Node, Readiness, State};
 use http_body_util::BodyExt;
+use serde_json::Value;
 use tower::ServiceExt;
 
 const TOKEN: &str = "test-token";
 
 fn state(token: Option<&str>) -> (Arc<State>, mpsc::Receiver<(u64, Trigger)>) {
+    state_over(History::open(None, 10).unwrap(), token)
+}
+
+fn state_over(
+    history: History,
+    token: Option<&str>,
+) -> (Arc<State>, mpsc::Receiver<(u64, Trigger)>) {
     let (tx, rx) = mpsc::channel();
-    let history = History::open(None, 10).unwrap();
     let state = State::new(history, Metrics::new("node-a"), token.map(String::from), tx);
     (Arc::new(state), rx)
 }
@@ -30,15 +41,52 @@ fn record(id: u64, result: RunResult) -> RunRecord {
         finished_at: Utc::now(),
         result,
         report: None,
-        error: (result == RunResult::Error).then(|| "no adapter".to_string()),
+        error: match result {
+            RunResult::Error => Some("no adapter".to_string()),
+            RunResult::NoBaseline => Some("no baseline for device \"Test-GPU-vulkan\"".to_string()),
+            _ => None,
+        },
     }
 }
 
-async fn call(state: &Arc<State>, req: Request<Body>) -> (StatusCode, serde_json::Value) {
+/// A device as the probe would see it; `driver` tells two apart.
+fn fingerprint(driver: &str) -> Fingerprint {
+    Fingerprint {
+        name: "Test GPU".into(),
+        vendor_id: 0x10de,
+        device_id: 0x2330,
+        device_type: "DiscreteGpu".into(),
+        driver: driver.into(),
+        driver_info: String::new(),
+        backend: "vulkan".into(),
+        cpu_model: None,
+    }
+}
+
+const KEY: &str = "Test-GPU-vulkan";
+
+/// What the worker sets once the probe acquired the adapter.
+fn ready(driver: &str, baseline: BaselineState) -> Readiness {
+    let fingerprint = fingerprint(driver);
+    assert_eq!(fingerprint.device_key(), KEY);
+    Readiness::Ready(Node {
+        device_key: KEY.into(),
+        fingerprint,
+        baseline,
+    })
+}
+
+fn missing() -> BaselineState {
+    BaselineState::Missing(format!(
+        "no baseline for device {KEY:?} in baselines (have: none); record one with `gpugate record`"
+    ))
+}
+
+async fn call(state: &Arc<State>, req: Request<Body>) -> (StatusCode, Value) {
     let response = app(state.clone()).oneshot(req).await.unwrap();
     let status = response.status();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     (status, json)
 }
 
@@ -54,6 +102,99 @@ fn post(path: &str, token: Option<&str>) -> Request<Body> {
     req.body(Body::empty()).unwrap()
 }
 
+/// `/metrics`: content type and body.
+async fn scrape(state: &Arc<State>) -> (String, String) {
+    let response = app(state.clone()).oneshot(get("/metrics")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (content_type, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+/// One sample line of the Prometheus text format: `name{label="value",…} value`.
+#[derive(Debug)]
+struct Sample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+fn parse_sample(line: &str) -> Option<Sample> {
+    let end = line.find(['{', ' '])?;
+    let name = line[..end].to_string();
+    let mut rest = &line[end..];
+    let mut labels = BTreeMap::new();
+    if let Some(r) = rest.strip_prefix('{') {
+        rest = r;
+        while !rest.starts_with('}') {
+            let (label, r) = rest.split_once("=\"")?;
+            let mut value = String::new();
+            let mut chars = r.char_indices();
+            let close = loop {
+                match chars.next()? {
+                    (_, '\\') => value.push(match chars.next()?.1 {
+                        'n' => '\n',
+                        c => c,
+                    }),
+                    (i, '"') => break i,
+                    (_, c) => value.push(c),
+                }
+            };
+            labels.insert(label.to_string(), value);
+            rest = &r[close + 1..];
+            rest = rest.strip_prefix(',').unwrap_or(rest);
+        }
+        rest = &rest[1..];
+    }
+    let value = rest.split_whitespace().next()?.parse().ok()?;
+    Some(Sample {
+        name,
+        labels,
+        value,
+    })
+}
+
+/// Every sample of an exposition; panics on a line that is neither a sample nor a comment.
+fn samples(text: &str) -> Vec<Sample> {
+    text.lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| parse_sample(l).unwrap_or_else(|| panic!("not a sample line: {l:?}")))
+        .collect()
+}
+
+/// The samples of metric `name`.
+fn series<'a>(samples: &'a [Sample], name: &str) -> Vec<&'a Sample> {
+    samples.iter().filter(|s| s.name == name).collect()
+}
+
+/// The value of the one series of `name` whose labels include `labels`.
+fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let found: Vec<_> = series(samples, name)
+        .into_iter()
+        .filter(|s| {
+            labels
+                .iter()
+                .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .collect();
+    assert!(found.len() <= 1, "{name} {labels:?}: {found:?}");
+    found.first().map(|s| s.value)
+}
+
+#[test]
+fn the_sample_parser_reads_labels_with_commas_and_escapes() {
+    let s = parse_sample(r#"m{a="x, \"y\"",b="z\\"} 1.5"#).unwrap();
+    assert_eq!(s.name, "m");
+    assert_eq!(s.labels["a"], "x, \"y\"");
+    assert_eq!(s.labels["b"], "z\\");
+    assert_eq!(s.value, 1.5);
+    let s = parse_sample("gpugate_run_in_progress 0").unwrap();
+    assert!(s.labels.is_empty() && s.value == 0.0);
+}
+
 #[tokio::test]
 async fn probes_report_liveness_and_readiness() {
     let (state, _rx) = state(Some(TOKEN));
@@ -61,17 +202,79 @@ async fn probes_report_liveness_and_readiness() {
     let (status, body) = call(&state, get("/readyz")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["ready"], false);
-    state.set_readiness(Readiness::Failed("no baseline for this device".into()));
+    let m = samples(&scrape(&state).await.1);
+    assert!(series(&m, "gpugate_device_info").is_empty(), "{m:?}");
+    assert!(series(&m, "gpugate_baseline_present").is_empty(), "{m:?}");
+
+    // No adapter: the only readiness failure besides starting.
+    state.set_readiness(Readiness::Failed(
+        "no usable GPU adapter found (none)".into(),
+    ));
     let (status, body) = call(&state, get("/readyz")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(body["reason"].as_str().unwrap().contains("no baseline"));
-    state.set_readiness(Readiness::Ready {
-        device_key: "K".into(),
-        baseline: "baselines/K.json".into(),
-    });
+    assert!(body["reason"].as_str().unwrap().contains("adapter"));
+
+    // The adapter is acquired but this device has no baseline: ready, and the device is known.
+    state.set_readiness(ready("1.0", missing()));
+    let (status, body) = call(&state, get("/readyz")).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a missing baseline is no readiness failure"
+    );
+    assert_eq!(body["ready"], true);
+    assert_eq!(body["device_key"], KEY);
+    assert_eq!(body["fingerprint"]["name"], "Test GPU");
+    assert_eq!(body["fingerprint"]["driver"], "1.0");
+    assert_eq!(body["fingerprint"]["backend"], "vulkan");
+    assert_eq!(body["baseline"], Value::Null);
+    assert_eq!(body["baseline_present"], false);
+    assert!(body["baseline_error"]
+        .as_str()
+        .unwrap()
+        .contains("gpugate record"));
+    let m = samples(&scrape(&state).await.1);
+    let device = series(&m, "gpugate_device_info");
+    assert_eq!(device.len(), 1, "{device:?}");
+    assert_eq!(device[0].labels["device_key"], KEY);
+    assert_eq!(device[0].labels["adapter"], "Test GPU");
+    assert_eq!(device[0].labels["backend"], "vulkan");
+    assert_eq!(device[0].value, 1.0);
+    assert_eq!(value(&m, "gpugate_baseline_present", &[]), Some(0.0));
+
+    // A baseline file that cannot be loaded: still ready; the runs report it as errors.
+    state.set_readiness(ready(
+        "1.0",
+        BaselineState::Unusable(format!(
+            "baseline file baselines/{KEY}.json: kernels: is empty"
+        )),
+    ));
     let (status, body) = call(&state, get("/readyz")).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["device_key"], "K");
+    assert_eq!(body["baseline_present"], false);
+    assert!(body["baseline_error"].as_str().unwrap().contains("kernels"));
+
+    // The baseline loads; a changed driver replaces the device series instead of adding one.
+    let path = format!("baselines/{KEY}.json");
+    state.set_readiness(ready("2.0", BaselineState::Loaded(path.clone())));
+    let (status, body) = call(&state, get("/readyz")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["baseline"], path.as_str());
+    assert_eq!(body["baseline_present"], true);
+    assert_eq!(body["baseline_error"], Value::Null);
+    let m = samples(&scrape(&state).await.1);
+    let device = series(&m, "gpugate_device_info");
+    assert_eq!(device.len(), 1, "one device series: {device:?}");
+    assert_eq!(device[0].labels["driver"], "2.0");
+    assert_eq!(value(&m, "gpugate_baseline_present", &[]), Some(1.0));
+
+    // The adapter is gone: neither series claims a device.
+    state.set_readiness(Readiness::Failed(
+        "no usable GPU adapter found (none)".into(),
+    ));
+    let m = samples(&scrape(&state).await.1);
+    assert!(series(&m, "gpugate_device_info").is_empty(), "{m:?}");
+    assert!(series(&m, "gpugate_baseline_present").is_empty(), "{m:?}");
 }
 
 #[tokio::test]
@@ -135,26 +338,28 @@ async fn bad_requests_get_json_4xx() {
     assert_eq!(call(&state, big).await.0, StatusCode::PAYLOAD_TOO_LARGE);
 }
 
+/// `/api/v1/verdict` (always 200) and `/api/v1/verdict/status` (the status is the verdict).
+async fn verdicts(state: &Arc<State>) -> (Value, StatusCode) {
+    let (status, body) = call(state, get("/api/v1/verdict")).await;
+    assert_eq!(status, StatusCode::OK, "Argo's provider needs 2xx: {body}");
+    let (flagger, same) = call(state, get("/api/v1/verdict/status")).await;
+    assert_eq!(same, body, "/status answers the same body");
+    (body, flagger)
+}
+
 #[tokio::test]
 async fn verdict_endpoints_follow_the_latest_finished_run() {
     let (state, _rx) = state(Some(TOKEN));
-    let (status, body) = call(&state, get("/api/v1/verdict")).await;
-    assert_eq!(
-        status,
-        StatusCode::OK,
-        "Argo's provider needs 2xx even before a run"
-    );
+    let (body, flagger) = verdicts(&state).await;
     assert_eq!(body["verdict"], "pending");
     assert_eq!(body["ok"], false);
-    assert_eq!(
-        call(&state, get("/api/v1/verdict/status")).await.0,
-        StatusCode::SERVICE_UNAVAILABLE
-    );
+    assert_eq!(body["device_key"], Value::Null, "nothing known yet");
+    assert_eq!(flagger, StatusCode::SERVICE_UNAVAILABLE);
 
     let id = state.start_run(Trigger::Api).unwrap();
+    state.set_readiness(ready("1.0", BaselineState::Loaded(format!("{KEY}.json"))));
     state.finish(record(id, RunResult::Pass));
-    let (status, body) = call(&state, get("/api/v1/verdict")).await;
-    assert_eq!(status, StatusCode::OK);
+    let (body, flagger) = verdicts(&state).await;
     for field in [
         "ok",
         "verdict",
@@ -162,6 +367,9 @@ async fn verdict_endpoints_follow_the_latest_finished_run() {
         "regressions",
         "run_id",
         "finished_at",
+        "message",
+        "device_key",
+        "fingerprint",
     ] {
         assert!(body.get(field).is_some(), "{field} missing: {body}");
     }
@@ -169,21 +377,16 @@ async fn verdict_endpoints_follow_the_latest_finished_run() {
         (body["ok"].clone(), body["run_id"].clone()),
         (true.into(), id.into())
     );
-    assert_eq!(
-        call(&state, get("/api/v1/verdict/status")).await.0,
-        StatusCode::OK
-    );
+    assert_eq!(body["device_key"], KEY);
+    assert_eq!(body["fingerprint"]["name"], "Test GPU");
+    assert_eq!(flagger, StatusCode::OK);
 
     let id = state.start_run(Trigger::Interval).unwrap();
     state.finish(record(id, RunResult::Error));
-    let (status, body) = call(&state, get("/api/v1/verdict")).await;
-    assert_eq!(status, StatusCode::OK);
+    let (body, flagger) = verdicts(&state).await;
     assert_eq!(body["verdict"], "error");
     assert_eq!(body["message"], "no adapter");
-    assert_eq!(
-        call(&state, get("/api/v1/verdict/status")).await.0,
-        StatusCode::PRECONDITION_FAILED
-    );
+    assert_eq!(flagger, StatusCode::PRECONDITION_FAILED);
     let (_, runs) = call(&state, get("/api/v1/runs")).await;
     let ids: Vec<u64> = runs["runs"]
         .as_array()
@@ -195,30 +398,128 @@ async fn verdict_endpoints_follow_the_latest_finished_run() {
 }
 
 #[tokio::test]
+async fn a_device_without_a_baseline_says_no_baseline_from_the_probe_on() {
+    let (state, _rx) = state(Some(TOKEN));
+    let m = samples(&scrape(&state).await.1);
+    assert_eq!(
+        value(&m, "gpugate_runs_total", &[("result", "no_baseline")]),
+        Some(0.0),
+        "the no_baseline series exists from the start"
+    );
+
+    // The probe found the device but no baseline: the verdict says so before any run.
+    state.set_readiness(ready("1.0", missing()));
+    let (body, flagger) = verdicts(&state).await;
+    assert_eq!(body["verdict"], "no_baseline");
+    assert_eq!(body["ok"], false);
+    assert_eq!(body["run_id"], Value::Null);
+    assert_eq!(body["device_key"], KEY);
+    assert_eq!(body["fingerprint"]["driver"], "1.0");
+    assert!(body["message"].as_str().unwrap().contains(KEY), "{body}");
+    assert_eq!(
+        flagger,
+        StatusCode::PRECONDITION_FAILED,
+        "Flagger: non-2xx fails"
+    );
+    let m = samples(&scrape(&state).await.1);
+    assert_eq!(value(&m, "gpugate_baseline_present", &[]), Some(0.0));
+    assert_eq!(
+        value(&m, "gpugate_device_info", &[("device_key", KEY)]),
+        Some(1.0)
+    );
+
+    // The first run ends the same way.
+    let id = state.start_run(Trigger::Start).unwrap();
+    state.finish(record(id, RunResult::NoBaseline));
+    let (body, flagger) = verdicts(&state).await;
+    assert_eq!(body["verdict"], "no_baseline");
+    assert_eq!(body["ok"], false);
+    assert_eq!(body["run_id"], id);
+    assert_eq!(flagger, StatusCode::PRECONDITION_FAILED);
+    let (_, run) = call(&state, get("/api/v1/runs/latest")).await;
+    assert_eq!(run["result"], "no_baseline");
+    let m = samples(&scrape(&state).await.1);
+    assert_eq!(
+        value(&m, "gpugate_runs_total", &[("result", "no_baseline")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&m, "gpugate_runs_total", &[("result", "error")]),
+        Some(0.0)
+    );
+
+    // An operator mounts the baseline; the next run passes and the metric follows.
+    let id = state.start_run(Trigger::Api).unwrap();
+    state.set_readiness(ready("1.0", BaselineState::Loaded(format!("{KEY}.json"))));
+    state.finish(record(id, RunResult::Pass));
+    let (body, flagger) = verdicts(&state).await;
+    assert_eq!(
+        (body["verdict"].as_str(), flagger),
+        (Some("pass"), StatusCode::OK)
+    );
+    let m = samples(&scrape(&state).await.1);
+    assert_eq!(value(&m, "gpugate_baseline_present", &[]), Some(1.0));
+
+    // A pass kept from an earlier process does not hide that this device has no baseline now.
+    let mut kept = History::open(None, 10).unwrap();
+    kept.push(record(7, RunResult::Pass)).unwrap();
+    let (restarted, _rx) = state_over(kept, Some(TOKEN));
+    assert_eq!(verdicts(&restarted).await.0["verdict"], "pass");
+    restarted.set_readiness(ready("1.0", missing()));
+    let (body, flagger) = verdicts(&restarted).await;
+    assert_eq!(body["verdict"], "no_baseline");
+    assert_eq!(body["run_id"], Value::Null);
+    assert_eq!(flagger, StatusCode::PRECONDITION_FAILED);
+}
+
+/// A real check report of `copy` against the recorded baseline: rows with comparisons.
+fn real_check_report() -> Report {
+    let baseline = crate::recorded_baseline();
+    let _lock = crate::shared_lock();
+    let out = crate::gpugate()
+        .args(["--format", "json", "check", "--kernel", "copy"])
+        .args(["--threshold", crate::MECHANICS_THRESHOLD, "--baselines"])
+        .arg(baseline)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "check --format json: {e}\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[tokio::test]
 async fn metrics_use_the_text_format_and_bounded_labels() {
+    let report = real_check_report();
+    assert!(!report.rows.is_empty(), "{report:?}");
+    assert!(report.rows.iter().all(|r| r.comparison.is_some()));
+    let kernels: Vec<String> = report.rows.iter().map(|r| r.key.clone()).collect();
+
     let (state, _rx) = state(Some(TOKEN));
     let id = state.start_run(Trigger::Api).unwrap();
-    state.finish(record(id, RunResult::Regression));
-    let response = app(state.clone()).oneshot(get("/metrics")).await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(
-        response.headers()["content-type"],
-        "text/plain; version=0.0.4"
-    );
-    let text = String::from_utf8(
-        response
-            .into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-    .unwrap();
+    // As the worker does with a report.
+    state.set_readiness(Readiness::Ready(Node {
+        device_key: report.device_key.clone(),
+        fingerprint: report.fingerprint.clone(),
+        baseline: BaselineState::Loaded(report.baseline_file.clone().unwrap()),
+    }));
+    let result = RunResult::of(&report);
+    state.finish(RunRecord {
+        id,
+        trigger: Trigger::Api,
+        started_at: Utc::now(),
+        finished_at: Utc::now(),
+        result,
+        report: Some(report.clone()),
+        error: None,
+    });
+    let (content_type, text) = scrape(&state).await;
+    assert_eq!(content_type, "text/plain; version=0.0.4");
     for line in [
         "gpugate_build_info{version=",
-        "gpugate_runs_total{result=\"regression\",hostname=\"node-a\"} 1",
-        "gpugate_runs_total{result=\"pass\",hostname=\"node-a\"} 0",
         "gpugate_run_in_progress{hostname=\"node-a\"} 0",
         "gpugate_last_run_timestamp_seconds{hostname=\"node-a\"}",
         "# TYPE gpugate_run_duration_seconds histogram",
@@ -228,31 +529,85 @@ async fn metrics_use_the_text_format_and_bounded_labels() {
             "{line} missing:\n{text}"
         );
     }
-    // Label names stay within the bounded set: never a run id or sha.
-    let allowed = [
-        "hostname",
-        "kernel",
-        "verdict",
-        "result",
-        "version",
-        "adapter",
-        "driver",
-        "backend",
-        "device_key",
-        "le",
-    ];
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some(labels) = line
-            .split_once('{')
-            .map(|(_, rest)| rest.split('}').next().unwrap())
-        else {
-            continue;
-        };
-        for pair in labels.split("\",").filter(|p| !p.is_empty()) {
-            let name = pair.split('=').next().unwrap();
-            assert!(allowed.contains(&name), "label {name} in {line}");
+    let m = samples(&text);
+    assert_eq!(
+        value(&m, "gpugate_runs_total", &[("result", result.as_str())]),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &m,
+            "gpugate_device_info",
+            &[("device_key", &report.device_key)]
+        ),
+        Some(1.0)
+    );
+    // The kernel series, one per row of the report.
+    for row in &report.rows {
+        let kernel = [("kernel", row.key.as_str())];
+        assert_eq!(
+            value(&m, "gpugate_kernel_median_seconds", &kernel),
+            Some(row.median_s),
+            "{text}"
+        );
+        assert_eq!(
+            value(&m, "gpugate_kernel_baseline_ratio", &kernel),
+            Some(row.comparison.as_ref().unwrap().ratio)
+        );
+        assert!(value(&m, "gpugate_kernel_throughput_bytes_per_second", &kernel).is_some());
+        assert_eq!(
+            value(
+                &m,
+                "gpugate_kernel_verdict",
+                &[
+                    ("kernel", row.key.as_str()),
+                    ("verdict", row.verdict.as_str())
+                ]
+            ),
+            Some(1.0)
+        );
+        let verdicts = series(&m, "gpugate_kernel_verdict");
+        assert_eq!(
+            verdicts
+                .iter()
+                .filter(|s| s.labels["kernel"] == row.key)
+                .map(|s| s.value)
+                .sum::<f64>(),
+            1.0,
+            "one verdict per kernel"
+        );
+        assert!(value(&m, "gpugate_sample_duration_seconds_count", &kernel).unwrap() > 0.0);
+    }
+
+    // Label names and values stay within the bounded set: never a run id or sha.
+    let verdict_names = [
+        Verdict::Pass,
+        Verdict::Improvement,
+        Verdict::Inconclusive,
+        Verdict::Regression,
+        Verdict::WrongResult,
+    ]
+    .map(Verdict::as_str);
+    let results = RunResult::ALL.map(RunResult::as_str);
+    let device_labels = ["adapter", "driver", "backend", "device_key"];
+    for s in &m {
+        for (label, v) in &s.labels {
+            match label.as_str() {
+                "hostname" => assert_eq!(v, "node-a"),
+                "kernel" => assert!(kernels.contains(v), "kernel {v} in {s:?}"),
+                "verdict" => assert!(verdict_names.contains(&v.as_str()), "{s:?}"),
+                "result" => assert!(results.contains(&v.as_str()), "{s:?}"),
+                "version" => assert_eq!(s.name, "gpugate_build_info"),
+                "le" => assert!(s.name.ends_with("_bucket"), "{s:?}"),
+                l if device_labels.contains(&l) => assert_eq!(s.name, "gpugate_device_info"),
+                other => panic!("label {other} in {s:?}"),
+            }
         }
     }
+    assert!(
+        m.iter().any(|s| s.labels.contains_key("kernel")),
+        "the bounded-label check saw kernel series"
+    );
 }
 
 #[test]
@@ -297,19 +652,21 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     ))
 }
 
-/// POST /api/v1/runs with the token over a raw socket; true on 202.
-fn post_over_socket(port: u16) -> bool {
+/// POST /api/v1/runs with the token over a raw socket; the run's id on 202.
+fn post_over_socket(port: u16) -> Option<u64> {
     use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     let request = format!(
         "POST /api/v1/runs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     );
+    s.write_all(request.as_bytes()).ok()?;
     let mut text = String::new();
-    s.write_all(request.as_bytes()).is_ok()
-        && s.read_to_string(&mut text).is_ok()
-        && text.starts_with("HTTP/1.1 202")
+    s.read_to_string(&mut text).ok()?;
+    if !text.starts_with("HTTP/1.1 202") {
+        return None;
+    }
+    let body: Value = serde_json::from_str(text.split("\r\n\r\n").nth(1)?).ok()?;
+    body["id"].as_u64()
 }
 
 /// Poll until `done` holds for a GET of `path`, up to two minutes; the body then.
@@ -366,6 +723,22 @@ impl Server {
         wait_for(self.port, path, done)
     }
 
+    /// Wait until run `id` has finished and no run is in progress (so a POST is accepted, not
+    /// refused with 409 in the moment between the history and the slot); run `id` then.
+    fn wait_finished(&self, id: u64) -> Value {
+        self.wait_for("/api/v1/runs", |s, body| {
+            let runs: Value = serde_json::from_str(body).unwrap_or_default();
+            s == 200
+                && runs["running_id"].is_null()
+                && runs["runs"]
+                    .as_array()
+                    .is_some_and(|r| r.iter().any(|r| r["id"] == id))
+        });
+        let (status, body) = self.get(&format!("/api/v1/runs/{id}")).unwrap();
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
     fn signal(&self, sig: &str) {
         let ok = std::process::Command::new("kill")
             .args([sig, &self.child.id().to_string()])
@@ -390,7 +763,9 @@ fn serve_validates_on_start_shuts_down_on_sigterm_and_keeps_history_across_kill_
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path(), baseline);
     server.wait_for("/livez", |s, _| s == 200);
-    let body = server.wait_for("/api/v1/verdict", |_, b| b.contains("\"run_id\":1"));
+    let run = server.wait_finished(1);
+    assert_eq!(run["result"], "pass", "{run}");
+    let (_, body) = server.get("/api/v1/verdict").unwrap();
     assert!(body.contains("\"verdict\":\"pass\""), "{body}");
     assert_eq!(server.get("/readyz").unwrap().0, 200);
     let (status, metrics) = server.get("/metrics").unwrap();
@@ -402,13 +777,18 @@ fn serve_validates_on_start_shuts_down_on_sigterm_and_keeps_history_across_kill_
 
     // kill -9 in the middle of a second run: the finished first run is on disk, the
     // unfinished second leaves nothing behind.
-    let posted = post_over_socket(server.port);
-    assert!(posted, "POST /api/v1/runs");
+    let id = post_over_socket(server.port).expect("POST /api/v1/runs");
+    assert_eq!(id, 2);
     server.wait_for("/metrics", |_, m| {
-        m.contains("gpugate_run_in_progress{hostname=\"") && m.contains("} 1\n")
+        value(&samples(m), "gpugate_run_in_progress", &[]) == Some(1.0)
     });
     server.signal("-KILL");
     server.child.wait().unwrap();
+    assert_eq!(
+        run_files(dir.path()),
+        ["run-000000000001.json"],
+        "run 1 survived kill -9; run 2, killed while in progress, left no file"
+    );
     let mut server = Server::start(dir.path(), baseline);
     server.wait_for("/livez", |s, _| s == 200);
     let (status, body) = server.get("/api/v1/runs/1").unwrap();
@@ -419,12 +799,95 @@ fn serve_validates_on_start_shuts_down_on_sigterm_and_keeps_history_across_kill_
     server.signal("-TERM");
     let code = server.child.wait().unwrap().code();
     assert_eq!(code, Some(0), "graceful shutdown on SIGTERM");
-    let files: Vec<_> = std::fs::read_dir(dir.path())
+    assert_eq!(
+        run_files(dir.path()),
+        ["run-000000000001.json", "run-000000000002.json"]
+    );
+}
+
+/// Every file in `dir`, sorted.
+fn run_files(dir: &std::path::Path) -> Vec<String> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(files.iter().all(|f| !f.ends_with(".tmp")), "{files:?}");
-    assert_eq!(files.len(), 2, "{files:?}");
+    files.sort();
+    files
+}
+
+#[test]
+fn serve_without_a_baseline_is_ready_says_no_baseline_and_never_records_one() {
+    let recorded = crate::recorded_baseline();
+    let _lock = crate::timing_lock();
+    let baselines = tempfile::tempdir().unwrap();
+    let history = tempfile::tempdir().unwrap();
+    let server = Server::start(history.path(), baselines.path());
+
+    let ready: Value = serde_json::from_str(&server.wait_for("/readyz", |s, _| s == 200)).unwrap();
+    let fingerprint: Fingerprint = serde_json::from_value(ready["fingerprint"].clone()).unwrap();
+    let key = fingerprint.device_key();
+    assert_eq!(ready["device_key"], key.as_str(), "{ready}");
+    assert!(
+        key.contains(&gpugate::device::sanitize(crate::TEST_CPU_MODEL)),
+        "{key}"
+    );
+    assert_eq!(ready["baseline"], Value::Null, "{ready}");
+    assert_eq!(ready["baseline_present"], false);
+    // Before or after run 1 has finished: the verdict is no_baseline either way.
+    let (status, body) = server.get("/api/v1/verdict").unwrap();
+    assert_eq!(status, 200);
+    let verdict: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(verdict["verdict"], "no_baseline", "{verdict}");
+    assert_eq!(verdict["ok"], false);
+    assert_eq!(verdict["device_key"], key.as_str());
+
+    let run = server.wait_finished(1);
+    assert_eq!(run["result"], "no_baseline", "{run}");
+    assert!(
+        run["error"].as_str().unwrap().contains("gpugate record"),
+        "{run}"
+    );
+    let (status, body) = server.get("/api/v1/verdict/status").unwrap();
+    assert_eq!(status, 412, "{body}");
+    let verdict: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (verdict["verdict"].as_str(), verdict["run_id"].as_u64()),
+        (Some("no_baseline"), Some(1))
+    );
+    let m = samples(&server.get("/metrics").unwrap().1);
+    let device = series(&m, "gpugate_device_info");
+    assert_eq!(device.len(), 1, "{device:?}");
+    assert_eq!(device[0].labels["device_key"], key);
+    assert_eq!(device[0].value, 1.0);
+    assert_eq!(value(&m, "gpugate_baseline_present", &[]), Some(0.0));
+    assert_eq!(
+        value(&m, "gpugate_runs_total", &[("result", "no_baseline")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&m, "gpugate_runs_total", &[("result", "error")]),
+        Some(0.0)
+    );
+    assert!(
+        run_files(baselines.path()).is_empty(),
+        "serve never records a baseline"
+    );
+
+    // An operator mounts this device's baseline: the next run compares with it, and readiness
+    // and the metric follow without a restart.
+    let mounted = baselines.path().join(format!("{key}.json"));
+    std::fs::copy(recorded, &mounted).unwrap();
+    assert_eq!(post_over_socket(server.port), Some(2));
+    let run = server.wait_finished(2);
+    assert_eq!(run["result"], "pass", "{run}");
+    let m = samples(&server.get("/metrics").unwrap().1);
+    assert_eq!(value(&m, "gpugate_baseline_present", &[]), Some(1.0));
+    let (status, body) = server.get("/readyz").unwrap();
+    assert_eq!(status, 200);
+    let ready: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ready["baseline"], mounted.display().to_string());
+    assert_eq!(server.get("/api/v1/verdict/status").unwrap().0, 200);
+    assert_eq!(run_files(baselines.path()), [format!("{key}.json")]);
 }
 
 // ---- Prometheus itself -----------------------------------------------------------------------------
