@@ -19,11 +19,14 @@
 //!   and never overwrites another device's file; the shipped baselines are valid data.
 //! - `bad_input`: broken baseline files, missing baselines and missing adapters give exit 2 or 3
 //!   naming the file and field, never a panic.
-//! - `manifests`: k8s/ passes kubernetes-validate --strict (core kinds), promtool (alert rules) and
-//!   a documented field check (CRDs); its args, ports and probe paths are accepted by the binary.
+//! - `manifests`: k8s/ passes kubernetes-validate --strict (core kinds), promtool (alert rules and
+//!   a `promtool test rules` unit test of GpugateNoBaseline) and a documented field check (CRDs);
+//!   its args, ports and probe paths are accepted by the binary.
 //! - `serve`: the sidecar's API through `oneshot` (401/403/409/413/404/400, verdict shapes,
-//!   metrics format), its history store, and the real binary: SIGTERM, kill -9 and restart;
-//!   promtool accepts /metrics and a real Prometheus scrapes it (scripts/test installs both).
+//!   readiness and the device from the start-up probe, `no_baseline` and its 412, metrics format
+//!   and bounded labels on a real check report), its history store, and the real binary:
+//!   SIGTERM, kill -9 and restart, a device without a baseline (ready, `no_baseline`, nothing
+//!   recorded); promtool accepts /metrics and a real Prometheus scrapes it.
 //! - `statistics`: false-alarm and detection rates of the comparison on simulated noise, and the
 //!   detectable-slowdown figure against the rate the comparison really reaches.
 //! - `scripts`: `scripts/ensure-rust` on a stub machine (keeps a new cargo, installs Debian's
