@@ -92,9 +92,11 @@ impl Kernel for Reduce {
                 let (want, tolerance) = reference::reduce(op, &input, threads);
                 // Min and max partials are exact too: checking them catches a first stage that
                 // keeps the wrong element per invocation even when the total comes out right.
-                let want_partials = (op != Op::Sum)
-                    .then(|| reference::partials(op, &input, threads))
-                    .unwrap_or_default();
+                let want_partials = if op == Op::Sum {
+                    vec![]
+                } else {
+                    reference::partials(op, &input, threads)
+                };
                 Set {
                     bind,
                     outputs: vec![total, partials],
