@@ -20,9 +20,14 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// Run-to-run noise cannot be estimated from fewer runs.
 pub const MIN_RUNS: usize = 2;
 /// Runs `record` makes by default. With five, a device whose processes fall into two speed modes
-/// (seen on an H100) lands all runs in one mode 6 % of the time, and a later process in the other
-/// mode then looks like a regression; with ten, 0.2 %.
+/// (reported for an H100 by a probe outside this repository; lavapipe shows it too) lands all
+/// runs in one mode 6 % of the time, and a later process in the other mode then looks like a
+/// regression; with ten, 0.2 %.
 pub const DEFAULT_RUNS: usize = 10;
+/// Runs a `check` makes by default, each in a fresh process: against 10 baseline runs, three
+/// shrink the noise margin by a third compared with one (√(1/10 + 1/3) vs √(1/10 + 1)), and one
+/// process in an odd speed mode no longer decides the verdict alone.
+pub const DEFAULT_CHECK_RUNS: usize = 3;
 /// Threshold written into a new baseline for a software adapter (lavapipe): on shared 2-core VMs
 /// run medians spread 5–35 % and whole processes settle at speeds up to 2× apart
 /// (docs/performance.md), so nothing near 5 % could ever be conclusive there.
@@ -356,6 +361,22 @@ pub fn bootstrap_path(dir_or_file: &Path, key: &str) -> Result<PathBuf> {
         return Ok(dir_or_file.to_path_buf());
     }
     Ok(dir_or_file.join(format!("{key}.json")))
+}
+
+/// Make sure `path`'s directory exists and takes a file, before minutes are spent measuring.
+pub fn ensure_writable(path: &Path) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let probe = dir.join(format!(".gpugate-write-test-{}", std::process::id()));
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&probe, b""))
+        .and_then(|()| std::fs::remove_file(&probe))
+        .map_err(|source| Error::Io {
+            path: dir.to_path_buf(),
+            source,
+        })
 }
 
 /// The baseline for device `key` under `dir_or_file`: its path and contents. A file that

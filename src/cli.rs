@@ -144,8 +144,9 @@ pub struct CheckArgs {
     /// Practical threshold for one kernel, e.g. `sgemm=8` (repeatable).
     #[arg(long, value_name = "KERNEL=PCT")]
     pub kernel_threshold: Vec<String>,
-    /// Independent runs to measure now, each in its own process.
-    #[arg(long, default_value_t = 1)]
+    /// Independent runs to measure now, each in a fresh process (one process can settle in a
+    /// slow or fast mode for its whole life, so one run alone may land in either).
+    #[arg(long, default_value_t = baseline::DEFAULT_CHECK_RUNS)]
     pub runs: usize,
     #[command(flatten)]
     pub measure: MeasureArgs,
@@ -732,6 +733,13 @@ fn threshold_for(
 fn check(choice: &AdapterChoice, format: Format, args: &CheckCmdArgs) -> Result<u8> {
     let json = args.check.measure.json.as_ref();
     let record_missing = args.bootstrap.record_missing;
+    if record_missing && args.bootstrap.record_runs < baseline::MIN_RUNS {
+        return Err(Error::Usage(format!(
+            "--record-runs {}: at least {} needed",
+            args.bootstrap.record_runs,
+            baseline::MIN_RUNS
+        )));
+    }
     // A `--baselines` path that does not exist yet is where the first baseline goes.
     if record_missing && !args.check.baselines.exists() {
         kernel_thresholds(&args.check)?;
@@ -742,13 +750,35 @@ fn check(choice: &AdapterChoice, format: Format, args: &CheckCmdArgs) -> Result<
         Err(Error::NoBaseline { .. }) if record_missing => {
             emit(format, &bootstrap(choice, args)?, json)
         }
+        Err(e @ Error::NoBaseline { .. }) => {
+            eprintln!(
+                "gpugate: hint: `{} check --record-missing` records this device's first baseline \
+                 and checks against it (the README's scripts/check does)",
+                crate::error::invoked_as()
+            );
+            Err(e)
+        }
         Err(e) => Err(e),
     }
 }
 
-/// True where the `CI` variable says a CI system runs us (GitHub, GitLab and others set it).
+/// Variables CI systems set: `CI` (GitHub Actions, GitLab, CircleCI, Travis, Buildkite and
+/// others) and the ones that do not set it (Jenkins, Azure Pipelines, TeamCity).
+const CI_VARIABLES: [&str; 7] = [
+    "CI",
+    "GITHUB_ACTIONS",
+    "GITLAB_CI",
+    "BUILDKITE",
+    "JENKINS_URL",
+    "TF_BUILD",
+    "TEAMCITY_VERSION",
+];
+
+/// True where one of [`CI_VARIABLES`] says a CI system runs us.
 fn on_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+    CI_VARIABLES
+        .iter()
+        .any(|name| std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "false" && v != "0"))
 }
 
 /// A first run on a device without a baseline: record one, then self-check against it in a fresh
@@ -756,6 +786,8 @@ fn on_ci() -> bool {
 fn bootstrap(choice: &AdapterChoice, args: &CheckCmdArgs) -> Result<report::Report> {
     let key = Gpu::open(choice)?.fingerprint.device_key();
     let path = baseline::bootstrap_path(&args.check.baselines, &key)?;
+    // Minutes of measuring must not end in "cannot write": try the directory first.
+    baseline::ensure_writable(&path)?;
     tracing::info!(
         device_key = %key,
         file = %path.display(),
@@ -798,11 +830,35 @@ fn bootstrap(choice: &AdapterChoice, args: &CheckCmdArgs) -> Result<report::Repo
                 path.display()
             ),
         };
+        note_unsupported(&mut recorded.outcome, &recorded.unsupported);
         recorded.bootstrap = Some(summary);
         return Ok(recorded);
     }
     tracing::info!("self-check against the new baseline in a fresh process");
-    let mut report = check_report_in(choice, &check, Processes::Fresh)?;
+    let mut report = match check_report_in(choice, &check, Processes::Fresh) {
+        Ok(report) => report,
+        // The file is written either way; say so, with what the recording measured.
+        Err(e) => {
+            recorded.outcome = GateOutcome {
+                verdict: Verdict::Inconclusive,
+                exit_code: e.exit_code(),
+                message: format!(
+                    "recorded {}, but the self-check against it failed: {e}",
+                    path.display()
+                ),
+            };
+            recorded.bootstrap = Some(report::Bootstrap {
+                self_checked: false,
+                ..summary
+            });
+            return Ok(recorded);
+        }
+    };
+    // What the recording could not run on this adapter was never in the baseline: say so here.
+    if report.unsupported.is_empty() && !recorded.unsupported.is_empty() {
+        report.unsupported = recorded.unsupported;
+        note_unsupported(&mut report.outcome, &report.unsupported);
+    }
     report.outcome.message = format!(
         "bootstrap self-check: {}{}",
         report.outcome.message,

@@ -200,11 +200,14 @@ pub fn compare(baseline: &RunMedians, current: &RunMedians, policy: Policy) -> C
 /// The smallest slowdown (a current/baseline time ratio, e.g. 1.068) that [`compare`] calls a
 /// regression with probability `power`, for a check of `current_runs` runs against `baseline`.
 ///
-/// The model is the rule's own: run medians are log-normal with the run-to-run sd this baseline
-/// shows (floored by its within-run error, as `compare` floors it), the same on both sides. The
-/// rule flags d̂ > max(threshold, t·ŝ·c) where ŝ² is the pooled variance, σ²·χ²(df)/df; the power
-/// is E[Φ((δ − max(threshold, t·c·ŝ)) / (σ·c))] over that χ², integrated on its quantiles, and δ
-/// is found by bisection. None when the rule has no degrees of freedom and can never conclude.
+/// It is the power expected on a device with this baseline's noise: run medians are log-normal
+/// with the run-to-run sd the baseline shows (taken as the true sd, floored by its within-run
+/// error as `compare` floors it), the same on both sides, and the baseline and check both drawn
+/// afresh. The rule flags d̂ > max(threshold, t·ŝ·c) where ŝ² is the pooled variance,
+/// σ²·χ²(df)/df; the power is E[Φ((δ − max(threshold, t·c·ŝ)) / (σ·c))] over that χ², integrated
+/// on its quantiles, and δ is found by bisection. It is exact for that model, not conditional on
+/// the noise this particular baseline happened to show. None when the rule has no degrees of
+/// freedom and can never conclude, or the baseline holds a non-finite value.
 pub fn detectable_slowdown(
     baseline: &RunMedians,
     current_runs: usize,
@@ -215,6 +218,10 @@ pub fn detectable_slowdown(
     let df = (n + m)
         .checked_sub(2)
         .filter(|&df| df > 0 && n > 0 && m > 0)?;
+    let finite = |v: &[f64]| v.iter().all(|x| x.is_finite() && *x >= 0.0);
+    if !finite(&baseline.medians_s) || !finite(&baseline.within_log_se) {
+        return None;
+    }
     let (ss, df_b) = baseline.log_ss();
     let within = baseline.within_log_se.iter().fold(0.0f64, |a, &s| a.max(s));
     let observed = if df_b > 0 {
@@ -224,7 +231,10 @@ pub fn detectable_slowdown(
     };
     let sigma = observed.max(within);
     let limit = (1.0 + policy.threshold).ln();
-    if sigma == 0.0 || !sigma.is_finite() {
+    if !sigma.is_finite() {
+        return None;
+    }
+    if sigma == 0.0 {
         return Some(limit.exp()); // no noise at all: anything beyond the threshold is caught
     }
     let c = (1.0 / n as f64 + 1.0 / m as f64).sqrt();
@@ -387,8 +397,17 @@ mod tests {
         let one = detectable_slowdown(&base, 1, Policy::default(), 0.95).unwrap();
         let three = detectable_slowdown(&base, 3, Policy::default(), 0.95).unwrap();
         assert!(three < one, "{three} < {one}");
+        let one = RunMedians {
+            medians_s: vec![1.0],
+            within_log_se: vec![0.001],
+        };
+        assert_eq!(detectable_slowdown(&one, 1, Policy::default(), 0.95), None);
+        let broken = RunMedians {
+            medians_s: vec![1.0, f64::INFINITY, 1.0],
+            within_log_se: vec![0.001; 3],
+        };
         assert_eq!(
-            detectable_slowdown(&with_sd(1, 0.02), 1, Policy::default(), 0.95),
+            detectable_slowdown(&broken, 3, Policy::default(), 0.95),
             None
         );
         // Without noise, the practical threshold is what remains.

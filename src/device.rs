@@ -114,12 +114,18 @@ pub fn ensure_runtime_dir() {
     }
     #[cfg(unix)]
     {
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        let uid = std::fs::metadata("/proc/self").map_or(0, |m| m.uid());
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+        let Ok(uid) = std::fs::metadata("/proc/self").map(|m| m.uid()) else {
+            return; // no /proc: leave it to the driver's warning
+        };
         let dir = std::env::temp_dir().join(format!("gpugate-runtime-{uid}"));
-        let made = std::fs::create_dir_all(&dir)
-            .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)));
-        if made.is_ok() {
+        let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir); // or it exists already
+                                                                     // A name in a shared /tmp may have been planted by someone else: use it only if it is our
+                                                                     // own private directory, and never through a symlink.
+        let ours = std::fs::symlink_metadata(&dir).is_ok_and(|m| {
+            m.file_type().is_dir() && m.uid() == uid && m.permissions().mode() & 0o077 == 0
+        });
+        if ours {
             std::env::set_var("XDG_RUNTIME_DIR", &dir);
         }
     }

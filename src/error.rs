@@ -44,7 +44,7 @@ pub enum Error {
 
     #[error(
         "no baseline for device {key:?} in {} (have: {have}); record one on a known-good node \
-         with `{bin} record`, or bootstrap one here with `{bin} check --record-missing`",
+         with `{bin} record`",
         searched.display(),
         bin = invoked_as()
     )]

@@ -143,6 +143,9 @@ pub struct State {
     pub metrics: Metrics,
     pub token: Option<String>,
     queue: Mutex<mpsc::Sender<(u64, Trigger)>>,
+    /// Runs with a smaller id were kept from an earlier process: listed, never a verdict (they may
+    /// name a replaced GPU, driver or baseline).
+    first_id: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -172,6 +175,7 @@ impl State {
             metrics,
             token,
             queue: Mutex::new(queue),
+            first_id: next_id,
         }
     }
 
@@ -239,48 +243,47 @@ impl State {
         self.metrics.set_in_progress(false);
     }
 
-    /// The latest finished run's verdict; `no_baseline` whenever this device is known to have
-    /// no baseline (from the probe on, before any run and over a kept run of an earlier process);
-    /// `pending` when nothing is known yet.
+    /// The latest finished run's verdict — of this process only: a run kept from an earlier
+    /// process may name a replaced GPU, driver or baseline. `no_baseline` whenever this device is
+    /// known to have no baseline (from the probe on); before this process's first run, what the
+    /// probe found: `pending` while starting or measuring, `error` without an adapter or with an
+    /// unusable baseline.
     pub fn verdict(&self) -> VerdictDoc {
+        let readiness = self.readiness();
         let node = self.node();
         let (device_key, fingerprint) = node
             .as_ref()
             .map(|n| (n.device_key.clone(), n.fingerprint.clone()))
             .unzip();
-        let missing = node.and_then(|n| match n.baseline {
-            BaselineState::Missing(why) => Some(why),
-            _ => None,
-        });
         let history = self.history();
-        let latest = history.latest();
-        let run = match (latest, missing) {
-            (Some(run), Some(_)) if run.result == RunResult::NoBaseline => run,
-            (_, Some(why)) => {
-                return VerdictDoc {
-                    ok: false,
-                    verdict: RunResult::NoBaseline.as_str().into(),
-                    worst_ratio: None,
-                    regressions: vec![],
-                    run_id: None,
-                    finished_at: None,
-                    message: why,
-                    device_key,
-                    fingerprint,
-                }
+        let latest = history.latest().filter(|r| r.id >= self.first_id);
+        let without_run = |verdict: &str, message: String| VerdictDoc {
+            ok: false,
+            verdict: verdict.into(),
+            worst_ratio: None,
+            regressions: vec![],
+            run_id: None,
+            finished_at: None,
+            message,
+            device_key: device_key.clone(),
+            fingerprint: fingerprint.clone(),
+        };
+        let baseline = node.map(|n| n.baseline);
+        let run = match (latest, baseline) {
+            (Some(run), Some(BaselineState::Missing(_))) if run.result == RunResult::NoBaseline => {
+                run
             }
-            (Some(run), None) => run,
-            (None, None) => {
-                return VerdictDoc {
-                    ok: false,
-                    verdict: PENDING.into(),
-                    worst_ratio: None,
-                    regressions: vec![],
-                    run_id: None,
-                    finished_at: None,
-                    message: "no run has finished yet".into(),
-                    device_key,
-                    fingerprint,
+            (_, Some(BaselineState::Missing(why))) => {
+                return without_run(RunResult::NoBaseline.as_str(), why)
+            }
+            (Some(run), _) => run,
+            (None, Some(BaselineState::Unusable(why))) => {
+                return without_run(RunResult::Error.as_str(), why)
+            }
+            (None, _) => {
+                return match readiness {
+                    Readiness::Failed(why) => without_run(RunResult::Error.as_str(), why),
+                    _ => without_run(PENDING, "no run of this process has finished yet".into()),
                 }
             }
         };
@@ -357,11 +360,8 @@ fn worker(
                 fingerprint: report.fingerprint.clone(),
                 baseline: BaselineState::Loaded(report.baseline_file.clone().unwrap_or_default()),
             })),
-            (Err(_), Readiness::Ready(node)) => Some(Readiness::Ready(Node {
-                baseline: BaselineState::of(&check.baselines, &node.device_key),
-                ..node
-            })),
-            (Err(_), _) => None,
+            // The adapter may have come (or gone) since the probe: look again.
+            (Err(_), _) => Some(probe(&choice, &check)),
         };
         let record = match outcome {
             Ok(report) => RunRecord {

@@ -327,10 +327,11 @@ mod tests {
 
     #[test]
     fn one_skipped_step_lands_far_beyond_the_tolerance() {
+        // Every seed the kernel can draw: the README promises 11 tolerances at least.
         for iters in step_counts() {
-            for seed in SEEDS {
+            for seed in (0..256).map(|i| i as f32 / 256.0) {
                 let d = distance(seed, iters, |fused| replay(seed, iters - 1, A, B, fused));
-                assert!(d > 8.0, "iters {iters}, seed {seed}: {d:.2} tolerances");
+                assert!(d > 11.0, "iters {iters}, seed {seed}: {d:.2} tolerances");
             }
         }
     }
@@ -339,13 +340,13 @@ mod tests {
     fn the_neighbouring_seed_lands_far_beyond_the_tolerance() {
         // The closest other seed; any other is further (the result grows with the seed).
         for iters in step_counts() {
-            for seed in SEEDS {
+            for seed in (0..256).map(|i| i as f32 / 256.0) {
                 for other in [seed - 1.0 / 256.0, seed + 1.0 / 256.0] {
                     if !(0.0..1.0).contains(&other) {
                         continue;
                     }
                     let d = distance(seed, iters, |fused| replay(other, iters, A, B, fused));
-                    assert!(d > 8.0, "iters {iters}, seed {seed} vs {other}: {d:.2}");
+                    assert!(d > 11.0, "iters {iters}, seed {seed} vs {other}: {d:.2}");
                 }
             }
         }

@@ -214,7 +214,7 @@ fn usage_errors_are_exit_2() {
         (vec!["check", "--runs", "0"], "--runs 0: at least 1 needed"),
         (
             vec!["check", "--record-missing", "--record-runs", "1"],
-            "--runs 1: at least 2 needed",
+            "--record-runs 1: at least 2 needed",
         ),
         (
             vec!["--backend", "nonsense", "list"],

@@ -73,18 +73,45 @@ pub const TEST_CPU_MODEL: &str = "gpugate test suite CPU";
 /// 67 % (margin above ln 10) and regresses only when 10× slower, so an A/A verdict is a pass.
 pub const MECHANICS_THRESHOLD: &str = "900";
 
-/// An empty directory every gpugate the tests start runs in: a default `--baselines baselines`
-/// finds nothing there, so no test can lean on the shipped files by accident.
-pub fn empty_cwd() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
+/// A new empty directory for one gpugate the tests start: a default `--baselines baselines`
+/// finds nothing there, so no test can lean on the shipped files by accident, and nothing one
+/// command writes there can be seen by another.
+pub fn empty_cwd() -> PathBuf {
+    static ROOT: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let root = ROOT.get_or_init(|| tempfile::tempdir().unwrap()).path();
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = root.join(n.to_string());
+    std::fs::create_dir(&dir).unwrap();
+    dir
 }
+
+/// Environment a developer's shell or a CI runner may set that would steer a test's gpugate:
+/// CI detection, baseline location, adapter choice, log format.
+const STEERING_ENV: [&str; 14] = [
+    "CI",
+    "GITHUB_ACTIONS",
+    "GITLAB_CI",
+    "BUILDKITE",
+    "JENKINS_URL",
+    "TF_BUILD",
+    "TEAMCITY_VERSION",
+    "GPUGATE_BASELINES",
+    "GPUGATE_LOG_FORMAT",
+    "WGPU_ADAPTER_NAME",
+    "WGPU_BACKEND",
+    "RUST_LOG",
+    "NODE_NAME",
+    "GPUGATE_TOKEN",
+];
 
 /// `std::process::Command` for the gpugate binary, as every test starts it.
 pub fn gpugate_command() -> std::process::Command {
     let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("gpugate"));
+    for name in STEERING_ENV {
+        cmd.env_remove(name);
+    }
     cmd.env(gpugate::device::TEST_CPU_MODEL_ENV, TEST_CPU_MODEL)
-        .env_remove("CI")
         .current_dir(empty_cwd());
     cmd
 }

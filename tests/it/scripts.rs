@@ -1,7 +1,8 @@
 //! The shell scripts behind the README's two commands. `scripts/ensure-rust` runs for real under
 //! bash on a stub machine: a temp directory first on PATH holding `cargo`, `apt-get`, `apt-cache`,
-//! `dpkg-query`, `rustup`, `sudo` and `id` stubs, a temp HOME, and otherwise only `/usr/bin:/bin`
-//! (which must hold no cargo), so neither this machine's Rust nor its apt is ever used. The stubs
+//! `dpkg-query`, `rustup`, `sudo` and `id` stubs, a temp HOME, and otherwise only symlinks to
+//! `/usr/bin` and `/bin` without any Rust toolchain or apt, so neither this machine's Rust (rustup's
+//! or Debian's) nor its apt is ever used. The stubs
 //! behave as the real tools do where the script depends on it: installing `cargo-web` puts a
 //! cargo 1.96.0 on PATH, `rust-web-clippy` / `rustfmt-web` or `rustup component add` make
 //! `cargo clippy` / `cargo fmt` run, and `sudo` drops the environment. Every script passes
@@ -15,7 +16,7 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The only real directories on the stub machine's PATH: bash, coreutils, sed, env, readlink.
+/// Where the stub machine's real tools (bash, coreutils, sed, env, readlink) come from.
 const SYSTEM_PATH: [&str; 2] = ["/usr/bin", "/bin"];
 
 /// Debian 12's bookworm-security candidate, and bookworm main's (too old for rust-version 1.87).
@@ -149,6 +150,32 @@ impl Machine {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
 
+    /// The host's `/usr/bin` and `/bin` as symlinks, minus any Rust toolchain and the tools the
+    /// stubs stand in for: a machine whose system Rust (Debian's cargo in /usr/bin, say) can
+    /// never leak into a test.
+    fn system(&self) -> PathBuf {
+        let dir = self.dir.path().join("system");
+        if dir.exists() {
+            return dir;
+        }
+        std::fs::create_dir(&dir).unwrap();
+        let stubbed = |name: &str| {
+            name.starts_with("cargo")
+                || name.starts_with("rust")
+                || ["apt-get", "apt-cache", "dpkg-query", "sudo"].contains(&name)
+        };
+        for system in SYSTEM_PATH {
+            for entry in std::fs::read_dir(system).unwrap().flatten() {
+                let name = entry.file_name();
+                let link = dir.join(&name);
+                if !stubbed(&name.to_string_lossy()) && !link.exists() {
+                    std::os::unix::fs::symlink(entry.path(), link).unwrap();
+                }
+            }
+        }
+        dir
+    }
+
     fn write(&self, name: &str, text: &str) {
         std::fs::write(self.dir.path().join(name), format!("{text}\n")).unwrap();
     }
@@ -197,20 +224,7 @@ impl Machine {
     }
 
     fn ensure_rust(&self, args: &[&str]) -> Run {
-        for dir in SYSTEM_PATH {
-            let cargo = Path::new(dir).join("cargo");
-            assert!(
-                !cargo.exists(),
-                "{} exists: it would stand in for the stub machine's cargo; \
-                 these tests need a machine whose Rust is not in {}",
-                cargo.display(),
-                SYSTEM_PATH.join(":")
-            );
-        }
-        let path = std::iter::once(self.bin().display().to_string())
-            .chain(SYSTEM_PATH.map(String::from))
-            .collect::<Vec<_>>()
-            .join(":");
+        let path = format!("{}:{}", self.bin().display(), self.system().display());
         let _lock = crate::shared_lock();
         let out = Command::new("bash")
             .arg(repo().join("scripts/ensure-rust"))

@@ -460,11 +460,25 @@ async fn a_device_without_a_baseline_says_no_baseline_from_the_probe_on() {
     let m = samples(&scrape(&state).await.1);
     assert_eq!(value(&m, "gpugate_baseline_present", &[]), Some(1.0));
 
-    // A pass kept from an earlier process does not hide that this device has no baseline now.
+    // A pass kept from an earlier process is listed, never a verdict: it may name a replaced
+    // GPU, driver or baseline. Nor does it hide that this device has no baseline now.
     let mut kept = History::open(None, 10).unwrap();
     kept.push(record(7, RunResult::Pass)).unwrap();
     let (restarted, _rx) = state_over(kept, Some(TOKEN));
-    assert_eq!(verdicts(&restarted).await.0["verdict"], "pass");
+    let (body, flagger) = verdicts(&restarted).await;
+    assert_eq!(
+        (body["verdict"].as_str(), flagger),
+        (Some("pending"), StatusCode::SERVICE_UNAVAILABLE),
+        "{body}"
+    );
+    restarted.set_readiness(ready("1.0", BaselineState::Loaded(format!("{KEY}.json"))));
+    assert_eq!(verdicts(&restarted).await.0["verdict"], "pending");
+    restarted.set_readiness(Readiness::Failed("no adapter".into()));
+    let (body, flagger) = verdicts(&restarted).await;
+    assert_eq!(
+        (body["verdict"].as_str(), flagger),
+        (Some("error"), StatusCode::PRECONDITION_FAILED)
+    );
     restarted.set_readiness(ready("1.0", missing()));
     let (body, flagger) = verdicts(&restarted).await;
     assert_eq!(body["verdict"], "no_baseline");
@@ -703,6 +717,8 @@ impl Server {
                 &format!("127.0.0.1:{port}"),
                 "--kernel",
                 "copy",
+                "--runs",
+                "1",
             ])
             .args(["--threshold", crate::MECHANICS_THRESHOLD, "--baselines"])
             .arg(baseline)

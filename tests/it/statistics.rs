@@ -68,7 +68,8 @@ fn regression_rate(
 
 const TRIALS: usize = 2000;
 
-/// As seen on an H100: half the processes run a kernel 1.8× slower, each steady within itself.
+/// Two process speed modes (reported for an H100 outside this repository, seen on lavapipe here):
+/// half the processes run a kernel 1.8× slower, each steady within itself.
 const BIMODAL: Noise = Noise {
     between: 0.002,
     within: 0.002,
