@@ -764,7 +764,7 @@ fn check(choice: &AdapterChoice, format: Format, args: &CheckCmdArgs) -> Result<
 
 /// Variables CI systems set: `CI` (GitHub Actions, GitLab, CircleCI, Travis, Buildkite and
 /// others) and the ones that do not set it (Jenkins, Azure Pipelines, TeamCity).
-const CI_VARIABLES: [&str; 7] = [
+pub const CI_VARIABLES: [&str; 7] = [
     "CI",
     "GITHUB_ACTIONS",
     "GITLAB_CI",

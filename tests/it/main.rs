@@ -86,16 +86,10 @@ pub fn empty_cwd() -> PathBuf {
     dir
 }
 
-/// Environment a developer's shell or a CI runner may set that would steer a test's gpugate:
-/// CI detection, baseline location, adapter choice, log format.
-const STEERING_ENV: [&str; 14] = [
-    "CI",
-    "GITHUB_ACTIONS",
-    "GITLAB_CI",
-    "BUILDKITE",
-    "JENKINS_URL",
-    "TF_BUILD",
-    "TEAMCITY_VERSION",
+/// Environment a developer's shell or a CI runner may set that would steer a test's gpugate,
+/// beside the CI variables ([`gpugate::cli::CI_VARIABLES`]): baseline location, adapter choice,
+/// log format and filter, node name, token.
+const STEERING_ENV: [&str; 7] = [
     "GPUGATE_BASELINES",
     "GPUGATE_LOG_FORMAT",
     "WGPU_ADAPTER_NAME",
@@ -108,7 +102,7 @@ const STEERING_ENV: [&str; 14] = [
 /// `std::process::Command` for the gpugate binary, as every test starts it.
 pub fn gpugate_command() -> std::process::Command {
     let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("gpugate"));
-    for name in STEERING_ENV {
+    for name in gpugate::cli::CI_VARIABLES.iter().chain(&STEERING_ENV) {
         cmd.env_remove(name);
     }
     cmd.env(gpugate::device::TEST_CPU_MODEL_ENV, TEST_CPU_MODEL)
