@@ -813,14 +813,15 @@ fn bootstrap(choice: &AdapterChoice, args: &CheckCmdArgs) -> Result<report::Repo
         baselines: path.clone(),
         ..args.check.clone()
     };
+    let ci = on_ci();
     let summary = report::Bootstrap {
         baseline_file: path.display().to_string(),
         recorded_runs: args.bootstrap.record_runs,
-        self_checked: !on_ci(),
+        self_checked: !ci,
         check_runs: check.runs,
         detectable: detectable(&written, &check)?,
     };
-    if on_ci() {
+    if ci {
         recorded.outcome = GateOutcome {
             verdict: Verdict::Inconclusive,
             exit_code: exit::CANNOT_VALIDATE,

@@ -119,9 +119,10 @@ pub fn ensure_runtime_dir() {
             return; // no /proc: leave it to the driver's warning
         };
         let dir = std::env::temp_dir().join(format!("gpugate-runtime-{uid}"));
-        let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir); // or it exists already
-                                                                     // A name in a shared /tmp may have been planted by someone else: use it only if it is our
-                                                                     // own private directory, and never through a symlink.
+        // Create it private, or find it there already. A name in a shared /tmp may have been
+        // planted by someone else: use it only if it is our own private directory, and never
+        // through a symlink.
+        let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
         let ours = std::fs::symlink_metadata(&dir).is_ok_and(|m| {
             m.file_type().is_dir() && m.uid() == uid && m.permissions().mode() & 0o077 == 0
         });

@@ -354,14 +354,14 @@ fn worker(
         let finished_at = Utc::now();
         // What the run showed of the device and its baseline (an operator may have mounted or
         // replaced a baseline since the probe).
-        let seen = match (&outcome, state.readiness()) {
-            (Ok(report), _) => Some(Readiness::Ready(Node {
+        let seen = match &outcome {
+            Ok(report) => Readiness::Ready(Node {
                 device_key: report.device_key.clone(),
                 fingerprint: report.fingerprint.clone(),
                 baseline: BaselineState::Loaded(report.baseline_file.clone().unwrap_or_default()),
-            })),
+            }),
             // The adapter may have come (or gone) since the probe: look again.
-            (Err(_), _) => Some(probe(&choice, &check)),
+            Err(_) => probe(&choice, &check),
         };
         let record = match outcome {
             Ok(report) => RunRecord {
@@ -388,9 +388,7 @@ fn worker(
             result = record.result.as_str(),
             "validation run finished"
         );
-        if let Some(seen) = seen {
-            state.set_readiness(seen);
-        }
+        state.set_readiness(seen);
         state.finish(record);
     }
 }

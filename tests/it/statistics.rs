@@ -32,11 +32,24 @@ fn run(rng: &mut StdRng, noise: &Noise, true_s: f64) -> stats::Summary {
     stats::summarize(&samples)
 }
 
-/// Fraction of trials judged `Regression` when the current runs are `shift` times slower.
+/// Fractions of trials judged `Regression` and `Inconclusive` when one current run is `shift`
+/// times slower.
 fn regression_rate(
     noise: &Noise,
     shift: f64,
     baseline_runs: usize,
+    trials: usize,
+    seed: u64,
+) -> (f64, f64) {
+    rates(noise, shift, baseline_runs, 1, trials, seed)
+}
+
+/// The same with `current_runs` check runs.
+fn rates(
+    noise: &Noise,
+    shift: f64,
+    baseline_runs: usize,
+    current_runs: usize,
     trials: usize,
     seed: u64,
 ) -> (f64, f64) {
@@ -48,7 +61,9 @@ fn regression_rate(
         let base: Vec<_> = (0..baseline_runs)
             .map(|_| run(&mut rng, noise, 1e-3))
             .collect();
-        let cur = [run(&mut rng, noise, 1e-3 * shift)];
+        let cur: Vec<_> = (0..current_runs)
+            .map(|_| run(&mut rng, noise, 1e-3 * shift))
+            .collect();
         let c = compare::compare(
             &RunMedians::from_summaries(&base),
             &RunMedians::from_summaries(&cur),
@@ -201,23 +216,14 @@ fn the_detectable_slowdown_is_detected_95_percent_of_the_time() {
             compare::DETECTION_POWER,
         )
         .unwrap();
-        let trials = 4000;
-        let _lock = crate::shared_lock();
-        let mut rng = StdRng::seed_from_u64(8 + current_runs as u64);
-        let mut detected = 0;
-        for _ in 0..trials {
-            let base: Vec<_> = (0..n).map(|_| run(&mut rng, &noise, 1e-3)).collect();
-            let cur: Vec<_> = (0..current_runs)
-                .map(|_| run(&mut rng, &noise, 1e-3 * ratio))
-                .collect();
-            let c = compare::compare(
-                &RunMedians::from_summaries(&base),
-                &RunMedians::from_summaries(&cur),
-                Policy::default(),
-            );
-            detected += usize::from(c.verdict == Verdict::Regression);
-        }
-        let rate = detected as f64 / trials as f64;
+        let (rate, _) = rates(
+            &noise,
+            ratio,
+            n,
+            current_runs,
+            4000,
+            8 + current_runs as u64,
+        );
         // Binomial sd at 95 % over 4000 trials is 0.34 points.
         assert!(
             (0.935..=0.965).contains(&rate),
