@@ -9,14 +9,19 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::compare::{Mode, Model, RunMedians};
 use crate::device::Fingerprint;
 use crate::error::{Error, Result};
-use crate::runner::RunResult;
-use crate::sampler::{StopReason, TimingMethod};
+use crate::runner::{KernelResult, RunResult};
+use crate::sampler::{StopReason, TimingMethod, Warmup};
 use crate::stats::{self, Summary};
 use crate::workload::{instance_key, Params, Unit, Work};
 
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version 2 added sessions, kernel hashes, speed modes and per-run warm-up; version-1 files are
+/// still read (their runs become one session, their kernels carry no hash).
+pub const SCHEMA_VERSION: u32 = 2;
+/// The oldest file format this gpugate reads.
+pub const OLDEST_SCHEMA_VERSION: u32 = 1;
 /// Run-to-run noise cannot be estimated from fewer runs.
 pub const MIN_RUNS: usize = 2;
 /// Runs `record` makes by default. With five, a device whose processes fall into two speed modes
@@ -53,7 +58,20 @@ pub struct Baseline {
     /// Why the thresholds are what they are (e.g. measured CI noise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Recording sessions, in order: `record` makes one, each `record --append` adds one. A
+    /// run's `session` indexes this list.
+    #[serde(default)]
+    pub sessions: Vec<Session>,
     pub kernels: Vec<BaselineKernel>,
+}
+
+/// One `record` (or `record --append`): when, by which gpugate, on which driver.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Session {
+    pub recorded_at: DateTime<Utc>,
+    pub gpugate_version: String,
+    pub driver: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -64,15 +82,24 @@ pub struct BaselineKernel {
     pub params: Params,
     pub unit: Unit,
     pub work: Work,
+    /// How, with how many iterations per sample and over how many buffer sets every run was
+    /// measured; a check measures the same way.
     pub timing: TimingMethod,
-    /// Iterations per sample; a check measures with the same batch.
     pub batch: u32,
     pub slots: usize,
+    /// `sha256:` of the WGSL source and pipeline options that were measured
+    /// ([`crate::workload::kernel_hash`]); a check refuses a kernel whose code changed since.
+    /// Absent only in version-1 files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_hash: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold_pct: Option<f64>,
-    /// Median of the run medians, and their relative spread: for readers; checks recompute.
+    /// Median of the run medians, their relative spread and their speed modes (when more than
+    /// one): for readers, recomputed from the runs at load and rejected when they disagree.
     pub median_s: f64,
     pub between_run_rel_sd: f64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub modes: Vec<Mode>,
     pub runs: Vec<BaselineRun>,
 }
 
@@ -80,7 +107,13 @@ pub struct BaselineKernel {
 #[serde(deny_unknown_fields)]
 pub struct BaselineRun {
     pub recorded_at: DateTime<Utc>,
+    /// Index into [`Baseline::sessions`].
+    #[serde(default)]
+    pub session: u32,
     pub stop: StopReason,
+    /// Absent in version-1 files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup: Option<Warmup>,
     pub summary: Summary,
     pub samples_s: Vec<f64>,
 }
@@ -88,6 +121,33 @@ pub struct BaselineRun {
 impl BaselineKernel {
     pub fn summaries(&self) -> impl Iterator<Item = &Summary> {
         self.runs.iter().map(|r| &r.summary)
+    }
+
+    /// The noise model the gate judges this kernel by: modes, sessions, run-to-run variance.
+    pub fn model(&self) -> Model {
+        let sessions: Vec<u32> = self.runs.iter().map(|r| r.session).collect();
+        Model::fit(&RunMedians::from_summaries(self.summaries()), &sessions)
+    }
+
+    /// The readers' summaries of `runs`: median of run medians, their log sd, their modes.
+    fn summarise_runs(&mut self) {
+        let medians: Vec<f64> = self.runs.iter().map(|r| r.summary.median_s).collect();
+        self.median_s = stats::median(&medians);
+        self.between_run_rel_sd = stats::log_sd(&medians).unwrap_or(0.0);
+        let modes = self.model().modes();
+        self.modes = if modes.len() > 1 { modes } else { vec![] };
+    }
+}
+
+impl Baseline {
+    /// The session a new recording on `fingerprint` becomes.
+    fn new_session(&mut self, fingerprint: &Fingerprint, gpugate_version: &str) -> u32 {
+        self.sessions.push(Session {
+            recorded_at: Utc::now(),
+            gpugate_version: gpugate_version.to_string(),
+            driver: fingerprint.driver_string(),
+        });
+        (self.sessions.len() - 1) as u32
     }
 }
 
@@ -104,32 +164,49 @@ pub fn from_runs(runs: &[RunResult]) -> Result<Baseline> {
     let mut kernels = Vec::new();
     for (i, k) in first.kernels.iter().enumerate() {
         let per_run: Vec<_> = runs.iter().map(|r| &r.kernels[i]).collect();
-        let medians: Vec<f64> = per_run.iter().map(|r| r.summary.median_s).collect();
-        kernels.push(BaselineKernel {
+        let m = &k.measurement;
+        if let Some(odd) = per_run.iter().find(|r| {
+            (
+                r.measurement.batch,
+                r.measurement.slots,
+                r.measurement.timing,
+            ) != (m.batch, m.slots, m.timing)
+                || r.kernel_hash != k.kernel_hash
+        }) {
+            return Err(Error::CannotValidate(format!(
+                "{}: runs measured differently (batch {} / {}, slots {} / {}, timing {:?} / {:?}, \
+                 kernel {} / {}): a baseline's runs must be alike",
+                k.key,
+                m.batch,
+                odd.measurement.batch,
+                m.slots,
+                odd.measurement.slots,
+                m.timing,
+                odd.measurement.timing,
+                k.kernel_hash,
+                odd.kernel_hash
+            )));
+        }
+        let mut kernel = BaselineKernel {
             key: k.key.clone(),
             kernel: k.kernel.clone(),
             params: k.params.clone(),
             unit: k.unit,
             work: k.work,
-            timing: k.measurement.timing,
-            batch: k.measurement.batch,
-            slots: k.measurement.slots,
+            timing: m.timing,
+            batch: m.batch,
+            slots: m.slots,
+            kernel_hash: Some(k.kernel_hash.clone()),
             threshold_pct: None,
-            median_s: stats::median(&medians),
-            between_run_rel_sd: stats::log_sd(&medians).unwrap_or(0.0),
-            runs: runs
-                .iter()
-                .zip(&per_run)
-                .map(|(run, kr)| BaselineRun {
-                    recorded_at: run.finished_at,
-                    stop: kr.measurement.stop,
-                    summary: kr.summary.clone(),
-                    samples_s: kr.measurement.samples_s.clone(),
-                })
-                .collect(),
-        });
+            median_s: 0.0,
+            between_run_rel_sd: 0.0,
+            modes: vec![],
+            runs: baseline_runs(runs, &per_run, 0),
+        };
+        kernel.summarise_runs();
+        kernels.push(kernel);
     }
-    Ok(Baseline {
+    let mut baseline = Baseline {
         schema_version: SCHEMA_VERSION,
         device_key: first.device_key.clone(),
         fingerprint: first.fingerprint.clone(),
@@ -137,8 +214,59 @@ pub fn from_runs(runs: &[RunResult]) -> Result<Baseline> {
         recorded_at: Utc::now(),
         threshold_pct: None,
         note: None,
+        sessions: vec![],
         kernels,
-    })
+    };
+    baseline.new_session(&first.fingerprint, &first.gpugate_version);
+    Ok(baseline)
+}
+
+fn baseline_runs(runs: &[RunResult], per_run: &[&KernelResult], session: u32) -> Vec<BaselineRun> {
+    runs.iter()
+        .zip(per_run)
+        .map(|(run, kr)| BaselineRun {
+            recorded_at: run.finished_at,
+            session,
+            stop: kr.measurement.stop,
+            warmup: Some(kr.measurement.warmup.clone()),
+            summary: kr.summary.clone(),
+            samples_s: kr.measurement.samples_s.clone(),
+        })
+        .collect()
+}
+
+/// Add a later session's runs (`record --append`) to the kernels they measured, keeping
+/// sessions apart so the gate can measure session-to-session variance. Every run must have been
+/// measured as the baseline's kernel was (batch, slots, timing, kernel hash).
+pub fn append(mut base: Baseline, runs: &[RunResult]) -> Result<Baseline> {
+    let first = runs
+        .first()
+        .ok_or_else(|| Error::Usage("no runs to append".into()))?;
+    let session = base.new_session(&first.fingerprint, &first.gpugate_version);
+    for (i, k) in first.kernels.iter().enumerate() {
+        let per_run: Vec<_> = runs.iter().map(|r| &r.kernels[i]).collect();
+        let Some(kernel) = base.kernels.iter_mut().find(|b| b.key == k.key) else {
+            return Err(Error::Usage(format!("{}: not in the baseline", k.key)));
+        };
+        for r in &per_run {
+            let m = &r.measurement;
+            if (m.batch, m.slots, m.timing) != (kernel.batch, kernel.slots, kernel.timing)
+                || kernel
+                    .kernel_hash
+                    .as_ref()
+                    .is_some_and(|h| *h != r.kernel_hash)
+            {
+                return Err(Error::CannotValidate(format!(
+                    "{}: the new runs were measured differently from the baseline's",
+                    k.key
+                )));
+            }
+        }
+        kernel.runs.extend(baseline_runs(runs, &per_run, session));
+        kernel.summarise_runs();
+    }
+    base.schema_version = SCHEMA_VERSION;
+    Ok(base)
 }
 
 /// Merge a fresh recording into an existing file for the same device: re-recorded kernels are
@@ -149,9 +277,20 @@ pub fn merge(old: Baseline, mut new: Baseline) -> Baseline {
         .iter()
         .map(|k| (k.key.clone(), k.threshold_pct))
         .collect();
+    // The new runs become the merged file's newest session.
+    let session = old.sessions.len().max(1) as u32;
     for k in &mut new.kernels {
         k.threshold_pct = old_thresholds.get(&k.key).copied().flatten();
+        for run in &mut k.runs {
+            run.session = session;
+        }
     }
+    let mut sessions = if old.sessions.is_empty() {
+        vec![v1_session(&old)]
+    } else {
+        old.sessions.clone()
+    };
+    sessions.append(&mut new.sessions);
     let mut kept: Vec<_> = old
         .kernels
         .into_iter()
@@ -161,7 +300,17 @@ pub fn merge(old: Baseline, mut new: Baseline) -> Baseline {
     new.kernels = kept;
     new.threshold_pct = old.threshold_pct;
     new.note = old.note;
+    new.sessions = sessions;
     new
+}
+
+/// The one session a version-1 file held.
+fn v1_session(b: &Baseline) -> Session {
+    Session {
+        recorded_at: b.recorded_at,
+        gpugate_version: b.gpugate_version.clone(),
+        driver: b.fingerprint.driver_string(),
+    }
 }
 
 /// Where the baseline for `device_key` lives: `DIR/<key>.json`, or the file given.
@@ -214,13 +363,14 @@ pub fn load(path: &Path) -> Result<Baseline> {
     let value: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| Error::baseline(path, "(document)", format!("not valid JSON: {e}")))?;
     match value.get("schema_version").and_then(|v| v.as_u64()) {
-        Some(v) if v == u64::from(SCHEMA_VERSION) => {}
+        Some(v) if (u64::from(OLDEST_SCHEMA_VERSION)..=u64::from(SCHEMA_VERSION)).contains(&v) => {}
         Some(v) => {
             return Err(Error::baseline(
                 path,
                 "schema_version",
                 format!(
-                    "is {v}; this gpugate reads version {SCHEMA_VERSION}: re-record the baseline"
+                    "is {v}; this gpugate reads versions {OLDEST_SCHEMA_VERSION} to \
+                     {SCHEMA_VERSION}: re-record the baseline"
                 ),
             ))
         }
@@ -232,11 +382,15 @@ pub fn load(path: &Path) -> Result<Baseline> {
             ))
         }
     }
-    let baseline: Baseline = serde_path_to_error::deserialize(value).map_err(|e| {
+    let mut baseline: Baseline = serde_path_to_error::deserialize(value).map_err(|e| {
         let field = e.path().to_string();
         Error::baseline(path, field, e.into_inner().to_string())
     })?;
     validate(&baseline).map_err(|(field, reason)| Error::baseline(path, field, reason))?;
+    if baseline.sessions.is_empty() {
+        // Version 1: every run was one recording.
+        baseline.sessions = vec![v1_session(&baseline)];
+    }
     Ok(baseline)
 }
 
@@ -324,6 +478,60 @@ fn validate(b: &Baseline) -> Result<(), (String, String)> {
             for (n, &v) in run.samples_s.iter().enumerate() {
                 positive(at(&format!("samples_s[{n}]")), v)?;
             }
+            if !b.sessions.is_empty() && run.session as usize >= b.sessions.len() {
+                return Err((
+                    at("session"),
+                    format!(
+                        "is {}, but the file lists {} session(s)",
+                        run.session,
+                        b.sessions.len()
+                    ),
+                ));
+            }
+            // Derived numbers are never trusted: they must be what the raw samples give.
+            if let Some(why) = s.disagreement(&stats::summarize(&run.samples_s)) {
+                return Err((
+                    at("summary"),
+                    format!("disagrees with its raw samples: {why}"),
+                ));
+            }
+        }
+        let mut recomputed = k.clone();
+        recomputed.summarise_runs();
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()) + 1e-15;
+        if !close(k.median_s, recomputed.median_s) {
+            return Err((
+                at("median_s"),
+                format!(
+                    "is {}, but the runs' medians give {}",
+                    k.median_s, recomputed.median_s
+                ),
+            ));
+        }
+        if !close(k.between_run_rel_sd, recomputed.between_run_rel_sd) {
+            return Err((
+                at("between_run_rel_sd"),
+                format!(
+                    "is {}, but the runs' medians give {}",
+                    k.between_run_rel_sd, recomputed.between_run_rel_sd
+                ),
+            ));
+        }
+        // Version-1 files stored no modes: only a stored list is held to the recomputed one.
+        if !k.modes.is_empty()
+            && (k.modes.len() != recomputed.modes.len()
+                || k.modes
+                    .iter()
+                    .zip(&recomputed.modes)
+                    .any(|(a, b)| a.runs != b.runs || !close(a.center_s, b.center_s)))
+        {
+            return Err((
+                at("modes"),
+                format!(
+                    "are {:?}, but the runs give {:?}",
+                    k.modes, recomputed.modes
+                ),
+            ));
         }
     }
     Ok(())

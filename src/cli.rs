@@ -7,13 +7,14 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::baseline::{self, Baseline};
-use crate::compare::{self, GateOutcome, Policy, RunMedians, Verdict};
+use crate::baseline;
+use crate::compare::{self, DriverPolicy, Require};
 use crate::device::{self, AdapterChoice, Gpu};
 use crate::error::{exit, Error, Result};
-use crate::report::{self, Reporter, Row, Unsupported};
-use crate::runner::{self, Plan, PlanItem, RunResult};
-use crate::sampler::{SamplerConfig, TimingMethod};
+use crate::gate::{self, CheckOptions, MeasureOptions};
+use crate::report::{self, Reporter};
+use crate::runner;
+use crate::sampler::TimingMethod;
 use crate::workload::{self, suite, suite::Suite};
 
 const EXIT_CODES: &str = "\
@@ -65,6 +66,9 @@ pub enum Command {
     Record(RecordArgs),
     /// The gate: measure, compare with this device's baseline, report, exit code.
     Check(CheckCmdArgs),
+    /// What the gate can see here: per kernel the smallest regression detected with 95 % power,
+    /// and the false-alarm rate measured from K cross-process A/A checks.
+    Calibrate(CalibrateArgs),
     /// The sidecar / DaemonSet: validate on start, on an interval and on request; serve the
     /// results, a verdict and Prometheus metrics over HTTP.
     Serve(ServeArgs),
@@ -117,6 +121,11 @@ pub struct RecordArgs {
     /// Baseline file to write or update [default: BASELINES/<device-key>.json].
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Add this session's runs to the kernels of the existing file, measured exactly as they
+    /// were recorded, instead of replacing them: session-to-session variance is then measured
+    /// and the gate uses it.
+    #[arg(long)]
+    pub append: bool,
     #[arg(
         long,
         value_name = "DIR",
@@ -146,10 +155,79 @@ pub struct CheckArgs {
     pub kernel_threshold: Vec<String>,
     /// Independent runs to measure now, each in a fresh process (one process can settle in a
     /// slow or fast mode for its whole life, so one run alone may land in either).
-    #[arg(long, default_value_t = baseline::DEFAULT_CHECK_RUNS)]
+    #[arg(long, default_value_t = gate::DEFAULT_CHECK_RUNS)]
     pub runs: usize,
+    /// Fresh runs that re-measure kernels looking slower than half their threshold; their
+    /// verdict comes from these runs alone. 0 = judge round 1 only.
+    #[arg(long, value_name = "N", default_value_t = gate::DEFAULT_CONFIRM_RUNS)]
+    pub confirm_runs: usize,
+    /// Suite-wide false-alarm rate: the chance that a check of an unchanged node names any
+    /// kernel as regressed (Holm across kernels).
+    #[arg(long, value_name = "P", default_value_t = compare::DEFAULT_ALPHA)]
+    pub alpha: f64,
+    /// How many kernels must be conclusive for a pass: `all`, a count, or `none` (any one).
+    #[arg(long, value_name = "all|N|none", default_value = "all", value_parser = parse_require)]
+    pub require_conclusive: Require,
+    /// When the driver differs from the baseline's: `warn` (judge and say so) or `fail` (never
+    /// pass: exit 3 unless something failed).
+    #[arg(long, value_name = "warn|fail", default_value = "warn", value_parser = parse_driver_policy)]
+    pub on_driver_change: DriverPolicy,
     #[command(flatten)]
     pub measure: MeasureArgs,
+}
+
+fn parse_require(s: &str) -> std::result::Result<Require, String> {
+    s.parse()
+}
+
+fn parse_driver_policy(s: &str) -> std::result::Result<DriverPolicy, String> {
+    s.parse()
+}
+
+#[derive(Args, Debug)]
+pub struct CalibrateArgs {
+    /// A/A checks to make, each a full check in its own fresh processes.
+    #[arg(long, value_name = "K", default_value_t = 20)]
+    pub checks: usize,
+    #[command(flatten)]
+    pub check: CheckArgs,
+}
+
+impl MeasureArgs {
+    fn options(&self) -> Result<MeasureOptions> {
+        let slowdown = parse_pairs("--test-slowdown", &self.test_slowdown)?
+            .into_iter()
+            .map(|(k, f)| (k, f.round().max(1.0) as u32))
+            .collect();
+        let opts = MeasureOptions {
+            kernels: self.kernels.clone(),
+            noise_target_pct: self.noise_target,
+            max_time_s: self.max_time,
+            timing: self.timing,
+            slowdown,
+        };
+        opts.validate()?;
+        Ok(opts)
+    }
+}
+
+impl CheckArgs {
+    /// The gate's options; validated here so a bad flag fails before a device is opened.
+    pub fn options(&self) -> Result<CheckOptions> {
+        let opts = CheckOptions {
+            baselines: self.baselines.clone(),
+            threshold_pct: self.threshold,
+            kernel_threshold_pct: parse_pairs("--kernel-threshold", &self.kernel_threshold)?,
+            runs: self.runs,
+            confirm_runs: self.confirm_runs,
+            alpha: self.alpha,
+            require: self.require_conclusive,
+            on_driver_change: self.on_driver_change,
+            measure: self.measure.options()?,
+        };
+        opts.validate()?;
+        Ok(opts)
+    }
 }
 
 /// `gpugate check`: the gate's flags, shared with `serve`, plus the first-run bootstrap, which
@@ -165,7 +243,7 @@ pub struct CheckCmdArgs {
 #[derive(Args, Debug, Clone)]
 pub struct BootstrapArgs {
     /// If this device has no baseline: record one as `record` does (independent processes), then
-    /// check against it once in a fresh process as a self-test, and say what it can detect. With
+    /// check against it in fresh processes as a self-test, and say what it can detect. With
     /// CI set, write it and exit 3 instead: a throwaway runner never passes by bootstrapping.
     #[arg(long)]
     pub record_missing: bool,
@@ -223,6 +301,17 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Run(args) => run_cmd(&choice, cli.format, args),
         Command::Record(args) => record(&choice, cli.format, args),
         Command::Check(args) => check(&choice, cli.format, args),
+        Command::Calibrate(args) => {
+            let opts = gate::CalibrateOptions {
+                check: args.check.options()?,
+                checks: args.checks,
+            };
+            emit(
+                cli.format,
+                &gate::calibrate(&choice, &opts)?,
+                args.check.measure.json.as_ref(),
+            )
+        }
         Command::Serve(args) => serve(choice, args),
         Command::MeasureChild => measure_child(&choice),
     }
@@ -268,8 +357,74 @@ fn serve(choice: AdapterChoice, args: &ServeArgs) -> Result<u8> {
         token,
         hostname: args.hostname.clone().unwrap_or_else(hostname_fallback),
         choice,
-        check: args.check.clone(),
+        check: args.check.options()?,
     })
+}
+
+fn run_cmd(choice: &AdapterChoice, format: Format, args: &RunArgs) -> Result<u8> {
+    let opts = gate::RunOptions {
+        suite: args.suite,
+        runs: args.runs,
+        measure: args.measure.options()?,
+    };
+    emit(
+        format,
+        &gate::run(choice, &opts)?,
+        args.measure.json.as_ref(),
+    )
+}
+
+fn record(choice: &AdapterChoice, format: Format, args: &RecordArgs) -> Result<u8> {
+    let opts = gate::RecordOptions {
+        suite: args.suite,
+        runs: args.runs,
+        out: args.out.clone(),
+        baselines: args.baselines.clone(),
+        append: args.append,
+        measure: args.measure.options()?,
+    };
+    emit(
+        format,
+        &gate::record(choice, &opts)?,
+        args.measure.json.as_ref(),
+    )
+}
+
+fn check(choice: &AdapterChoice, format: Format, args: &CheckCmdArgs) -> Result<u8> {
+    let json = args.check.measure.json.as_ref();
+    let opts = args.check.options()?;
+    let bootstrap = gate::BootstrapOptions {
+        suite: args.bootstrap.suite,
+        record_runs: args.bootstrap.record_runs,
+        ci: on_ci(),
+    };
+    let record_missing = args.bootstrap.record_missing;
+    if record_missing && bootstrap.record_runs < baseline::MIN_RUNS {
+        return Err(Error::Usage(format!(
+            "--record-runs {}: at least {} needed",
+            bootstrap.record_runs,
+            baseline::MIN_RUNS
+        )));
+    }
+    // A `--baselines` path that does not exist yet is where the first baseline goes.
+    if record_missing && !opts.baselines.exists() {
+        return emit(format, &gate::bootstrap(choice, &opts, &bootstrap)?, json);
+    }
+    match gate::check(choice, &opts) {
+        Ok(report) => emit(format, &report, json),
+        Err(Error::NoBaseline { .. }) if record_missing => {
+            emit(format, &gate::bootstrap(choice, &opts, &bootstrap)?, json)
+        }
+        Err(e @ Error::NoBaseline { .. }) => {
+            eprintln!(
+                "gpugate: hint: `{} check --record-missing` records this device's first baseline \
+                 and checks against it (the README's scripts/check does)",
+                crate::error::invoked_as()
+            );
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// The machine's host name when `NODE_NAME` is not set.
@@ -397,177 +552,6 @@ fn parse_pairs(flag: &str, pairs: &[String]) -> Result<BTreeMap<String, f64>> {
         .collect()
 }
 
-/// Encodes per iteration for each kernel: the test-only `--test-slowdown` factor, else 1.
-fn repeats(args: &MeasureArgs) -> Result<impl Fn(&str) -> u32> {
-    let factors = parse_pairs("--test-slowdown", &args.test_slowdown)?;
-    Ok(move |kernel: &str| factors.get(kernel).map_or(1, |&f| f as u32))
-}
-
-fn sampler_config(gpu: &Gpu, args: &MeasureArgs) -> Result<SamplerConfig> {
-    let mut cfg = SamplerConfig::for_device(gpu.is_software());
-    if let Some(pct) = args.noise_target {
-        if !(pct > 0.0 && pct < 100.0) {
-            return Err(Error::Usage(format!(
-                "--noise-target {pct}: expected a percentage in (0, 100)"
-            )));
-        }
-        cfg.noise_target = pct / 100.0;
-    }
-    if let Some(s) = args.max_time {
-        if !(s > 0.0 && s.is_finite()) {
-            return Err(Error::Usage(format!(
-                "--max-time {s}: expected positive seconds"
-            )));
-        }
-        cfg.max_time_s = s;
-    }
-    Ok(cfg)
-}
-
-fn check_runs(runs: usize, min: usize) -> Result<()> {
-    if runs < min {
-        return Err(Error::Usage(format!(
-            "--runs {runs}: at least {min} needed"
-        )));
-    }
-    Ok(())
-}
-
-/// Where a run's measurements happen.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Processes {
-    /// In this process for one run, in fresh child processes for several.
-    AsNeeded,
-    /// Always in fresh child processes, even for one run (a self-check right after recording).
-    Fresh,
-}
-
-/// Measure `items` `runs` times: in this process or in fresh child processes (see [`Processes`]).
-/// An empty plan measures nothing and yields one empty run.
-fn measure(
-    choice: &AdapterChoice,
-    gpu: Gpu,
-    plan: &Plan,
-    runs: usize,
-    processes: Processes,
-) -> Result<Vec<RunResult>> {
-    if plan.items.is_empty() || (runs == 1 && processes == Processes::AsNeeded) {
-        return Ok(vec![runner::run_in_process(&gpu, plan)?]);
-    }
-    let key = gpu.fingerprint.device_key();
-    drop(gpu); // children open their own device
-    let results = runner::run_in_children(choice, plan, runs)?;
-    if let Some(other) = results.iter().find(|r| r.device_key != key) {
-        return Err(Error::Usage(format!(
-            "a child run chose adapter {:?}, not {key:?}; pin it with --adapter",
-            other.device_key
-        )));
-    }
-    Ok(results)
-}
-
-/// The kernel, or why this adapter cannot run it.
-fn supported(
-    gpu: &Gpu,
-    kernel: &'static dyn workload::Kernel,
-    params: &workload::Params,
-) -> std::result::Result<(), Unsupported> {
-    match kernel.unsupported(gpu) {
-        None => Ok(()),
-        Some(reason) => Err(Unsupported {
-            key: workload::instance_key(kernel.name(), params),
-            kernel: kernel.name().to_string(),
-            reason,
-        }),
-    }
-}
-
-/// The suite's instances this adapter can run, as a plan, and those it cannot.
-fn suite_plan(gpu: &Gpu, suite: Suite, args: &MeasureArgs) -> Result<(Plan, Vec<Unsupported>)> {
-    let repeat = repeats(args)?;
-    let mut items = vec![];
-    let mut unsupported = vec![];
-    for (k, params) in suite::select(suite, suite::Scale::of(gpu), &args.kernels)? {
-        if let Err(u) = supported(gpu, k, &params) {
-            unsupported.push(u);
-            continue;
-        }
-        items.push(PlanItem {
-            kernel: k.name().to_string(),
-            repeat: repeat(k.name()),
-            params,
-            batch: None,
-            timing: args.timing,
-        });
-    }
-    let plan = Plan {
-        items,
-        sampler: sampler_config(gpu, args)?,
-    };
-    Ok((plan, unsupported))
-}
-
-/// Say in the outcome what was left out, so a reader never takes it for a pass.
-fn note_unsupported(outcome: &mut GateOutcome, unsupported: &[Unsupported]) {
-    if !unsupported.is_empty() {
-        outcome.message = format!(
-            "{}; {} kernel(s) unsupported on this adapter, left out",
-            outcome.message,
-            unsupported.len()
-        );
-    }
-}
-
-/// Rows from the current runs: per instance, the run medians' centre, verification over all runs.
-fn rows(
-    results: &[RunResult],
-    mut judge: impl FnMut(usize, &RunMedians) -> Option<compare::Comparison>,
-) -> Vec<Row> {
-    let first = &results[0];
-    let mut rows: Vec<Row> = first
-        .kernels
-        .iter()
-        .enumerate()
-        .map(|(i, k)| {
-            let per_run: Vec<_> = results.iter().map(|r| &r.kernels[i]).collect();
-            let current = RunMedians::from_summaries(per_run.iter().map(|r| &r.summary));
-            let verification = per_run
-                .iter()
-                .map(|r| &r.verification)
-                .find(|v| !v.ok)
-                .unwrap_or(&k.verification)
-                .clone();
-            let comparison = judge(i, &current);
-            let verdict = if !verification.ok {
-                Verdict::WrongResult
-            } else {
-                comparison.as_ref().map_or(Verdict::Pass, |c| c.verdict)
-            };
-            let median_s = current.center_s();
-            Row {
-                key: k.key.clone(),
-                kernel: k.kernel.clone(),
-                unit: k.unit,
-                median_s,
-                rate: k.unit.rate(k.work, median_s),
-                pct_of_peak: None,
-                intensity: k.work.intensity(),
-                iqr_rel: per_run
-                    .iter()
-                    .map(|r| r.summary.iqr_rel)
-                    .fold(0.0, f64::max),
-                timing: k.measurement.timing,
-                stop: k.measurement.stop,
-                verification,
-                comparison,
-                verdict,
-            }
-        })
-        .collect();
-    report::apply_peaks(&mut rows);
-    rows
-}
-
 fn emit(format: Format, report: &report::Report, json: Option<&PathBuf>) -> Result<u8> {
     let mut stdout = std::io::stdout().lock();
     let written = match format {
@@ -590,178 +574,6 @@ fn emit(format: Format, report: &report::Report, json: Option<&PathBuf>) -> Resu
     Ok(report.outcome.exit_code)
 }
 
-/// Outcome of a run or record: only correctness is judged.
-fn correctness_outcome(rows: &[Row]) -> GateOutcome {
-    let wrong = rows.iter().filter(|r| !r.verification.ok).count();
-    match (rows.len(), wrong) {
-        (0, _) => GateOutcome {
-            verdict: Verdict::Inconclusive,
-            exit_code: exit::CANNOT_VALIDATE,
-            message: "no kernel ran".into(),
-        },
-        (_, 0) => GateOutcome {
-            verdict: Verdict::Pass,
-            exit_code: exit::PASS,
-            message: format!("{} kernel(s) measured and verified", rows.len()),
-        },
-        (_, w) => GateOutcome {
-            verdict: Verdict::WrongResult,
-            exit_code: exit::FAIL,
-            message: format!("{w} kernel(s) computed a wrong result"),
-        },
-    }
-}
-
-fn run_cmd(choice: &AdapterChoice, format: Format, args: &RunArgs) -> Result<u8> {
-    check_runs(args.runs, 1)?;
-    let gpu = Gpu::open(choice)?;
-    let (plan, unsupported) = suite_plan(&gpu, args.suite, &args.measure)?;
-    let fingerprint = gpu.fingerprint.clone();
-    let results = measure(choice, gpu, &plan, args.runs, Processes::AsNeeded)?;
-    let rows = rows(&results, |_, _| None);
-    let mut outcome = correctness_outcome(&rows);
-    note_unsupported(&mut outcome, &unsupported);
-    let report = report::Report {
-        command: "run".into(),
-        device_key: fingerprint.device_key(),
-        fingerprint,
-        baseline_file: None,
-        notes: vec![],
-        outcome,
-        rows,
-        unsupported,
-        bootstrap: None,
-        runs: results,
-    };
-    emit(format, &report, args.measure.json.as_ref())
-}
-
-fn record(choice: &AdapterChoice, format: Format, args: &RecordArgs) -> Result<u8> {
-    let report = record_report(choice, args)?;
-    emit(format, &report, args.measure.json.as_ref())
-}
-
-/// Record without output: measure in independent processes, write or merge the file, report.
-fn record_report(choice: &AdapterChoice, args: &RecordArgs) -> Result<report::Report> {
-    check_runs(args.runs, baseline::MIN_RUNS)?;
-    let gpu = Gpu::open(choice)?;
-    let (plan, unsupported) = suite_plan(&gpu, args.suite, &args.measure)?;
-    let fingerprint = gpu.fingerprint.clone();
-    let key = fingerprint.device_key();
-    let path = args
-        .out
-        .clone()
-        .unwrap_or_else(|| args.baselines.join(format!("{key}.json")));
-    // Read an existing file before measuring, so a broken one fails fast.
-    let existing = if path.is_file() {
-        Some(baseline::load(&path)?)
-    } else {
-        None
-    };
-    let results = measure(choice, gpu, &plan, args.runs, Processes::AsNeeded)?;
-    let rows = rows(&results, |_, _| None);
-    let mut outcome = correctness_outcome(&rows);
-    let mut notes = vec![];
-    if outcome.exit_code == exit::PASS {
-        let fresh = baseline::from_runs(&results)?;
-        let merged = match existing {
-            Some(old) if old.device_key == key => {
-                if old.fingerprint.driver_string() != fingerprint.driver_string() {
-                    notes.push(format!(
-                        "driver changed since the previous baseline: {} → {}",
-                        old.fingerprint.driver_string(),
-                        fingerprint.driver_string()
-                    ));
-                }
-                baseline::merge(old, fresh)
-            }
-            Some(old) => {
-                return Err(Error::baseline(
-                    &path,
-                    "device_key",
-                    format!(
-                        "file belongs to {:?}, this device is {key:?}; use another --out",
-                        old.device_key
-                    ),
-                ))
-            }
-            None if fingerprint.is_software() => Baseline {
-                threshold_pct: Some(baseline::SOFTWARE_THRESHOLD_PCT),
-                note: Some(baseline::SOFTWARE_NOTE.into()),
-                ..fresh
-            },
-            None => fresh,
-        };
-        baseline::save(&path, &merged)?;
-        outcome.message = format!("{}; wrote {}", outcome.message, path.display());
-    } else {
-        outcome.message = format!("{}; baseline not written", outcome.message);
-    }
-    note_unsupported(&mut outcome, &unsupported);
-    let report = report::Report {
-        command: "record".into(),
-        device_key: key,
-        fingerprint,
-        baseline_file: Some(path.display().to_string()),
-        notes,
-        outcome,
-        rows,
-        unsupported,
-        bootstrap: None,
-        runs: results,
-    };
-    Ok(report)
-}
-
-/// The threshold for one kernel: CLI per-kernel, CLI global, file per-kernel, file, default.
-fn threshold_for(
-    kernel: &str,
-    cli_kernel: &BTreeMap<String, f64>,
-    cli_global: Option<f64>,
-    file: &Baseline,
-    file_kernel: Option<f64>,
-) -> f64 {
-    cli_kernel
-        .get(kernel)
-        .copied()
-        .or(cli_global)
-        .or(file_kernel)
-        .or(file.threshold_pct)
-        .map_or(compare::DEFAULT_THRESHOLD, |p| p / 100.0)
-}
-
-fn check(choice: &AdapterChoice, format: Format, args: &CheckCmdArgs) -> Result<u8> {
-    let json = args.check.measure.json.as_ref();
-    let record_missing = args.bootstrap.record_missing;
-    if record_missing && args.bootstrap.record_runs < baseline::MIN_RUNS {
-        return Err(Error::Usage(format!(
-            "--record-runs {}: at least {} needed",
-            args.bootstrap.record_runs,
-            baseline::MIN_RUNS
-        )));
-    }
-    // A `--baselines` path that does not exist yet is where the first baseline goes.
-    if record_missing && !args.check.baselines.exists() {
-        kernel_thresholds(&args.check)?;
-        return emit(format, &bootstrap(choice, args)?, json);
-    }
-    match check_report(choice, &args.check) {
-        Ok(report) => emit(format, &report, json),
-        Err(Error::NoBaseline { .. }) if record_missing => {
-            emit(format, &bootstrap(choice, args)?, json)
-        }
-        Err(e @ Error::NoBaseline { .. }) => {
-            eprintln!(
-                "gpugate: hint: `{} check --record-missing` records this device's first baseline \
-                 and checks against it (the README's scripts/check does)",
-                crate::error::invoked_as()
-            );
-            Err(e)
-        }
-        Err(e) => Err(e),
-    }
-}
-
 /// Variables CI systems set: `CI` (GitHub Actions, GitLab, CircleCI, Travis, Buildkite and
 /// others) and the ones that do not set it (Jenkins, Azure Pipelines, TeamCity).
 pub const CI_VARIABLES: [&str; 7] = [
@@ -781,253 +593,12 @@ fn on_ci() -> bool {
         .any(|name| std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "false" && v != "0"))
 }
 
-/// A first run on a device without a baseline: record one, then self-check against it in a fresh
-/// process, judged like any check; under CI stop after writing it (exit 3).
-fn bootstrap(choice: &AdapterChoice, args: &CheckCmdArgs) -> Result<report::Report> {
-    let key = Gpu::open(choice)?.fingerprint.device_key();
-    let path = baseline::bootstrap_path(&args.check.baselines, &key)?;
-    // Minutes of measuring must not end in "cannot write": try the directory first.
-    baseline::ensure_writable(&path)?;
-    tracing::info!(
-        device_key = %key,
-        file = %path.display(),
-        runs = args.bootstrap.record_runs,
-        "no baseline for this device: recording one, each run in a fresh process"
-    );
-    let record = RecordArgs {
-        suite: args.bootstrap.suite,
-        runs: args.bootstrap.record_runs,
-        out: Some(path.clone()),
-        baselines: args.check.baselines.clone(),
-        measure: MeasureArgs {
-            json: None,
-            ..args.check.measure.clone()
-        },
-    };
-    let mut recorded = record_report(choice, &record)?;
-    if recorded.outcome.exit_code != exit::PASS {
-        return Ok(recorded); // a wrong result: nothing was written, the report says why
-    }
-    let written = baseline::load(&path)?;
-    let check = CheckArgs {
-        baselines: path.clone(),
-        ..args.check.clone()
-    };
-    let ci = on_ci();
-    let summary = report::Bootstrap {
-        baseline_file: path.display().to_string(),
-        recorded_runs: args.bootstrap.record_runs,
-        self_checked: !ci,
-        check_runs: check.runs,
-        detectable: detectable(&written, &check)?,
-    };
-    if ci {
-        recorded.outcome = GateOutcome {
-            verdict: Verdict::Inconclusive,
-            exit_code: exit::CANNOT_VALIDATE,
-            message: format!(
-                "CI: recorded {} but validated nothing: a bootstrap never passes in CI. Commit \
-                 that file (keep it as a job artifact) and the next run is a gate",
-                path.display()
-            ),
-        };
-        note_unsupported(&mut recorded.outcome, &recorded.unsupported);
-        recorded.bootstrap = Some(summary);
-        return Ok(recorded);
-    }
-    tracing::info!("self-check against the new baseline in a fresh process");
-    let mut report = match check_report_in(choice, &check, Processes::Fresh) {
-        Ok(report) => report,
-        // The file is written either way; say so, with what the recording measured.
-        Err(e) => {
-            recorded.outcome = GateOutcome {
-                verdict: Verdict::Inconclusive,
-                exit_code: e.exit_code(),
-                message: format!(
-                    "recorded {}, but the self-check against it failed: {e}",
-                    path.display()
-                ),
-            };
-            recorded.bootstrap = Some(report::Bootstrap {
-                self_checked: false,
-                ..summary
-            });
-            return Ok(recorded);
-        }
-    };
-    // What the recording could not run on this adapter was never in the baseline: say so here.
-    if report.unsupported.is_empty() && !recorded.unsupported.is_empty() {
-        report.unsupported = recorded.unsupported;
-        note_unsupported(&mut report.outcome, &report.unsupported);
-    }
-    report.outcome.message = format!(
-        "bootstrap self-check: {}{}",
-        report.outcome.message,
-        if report.outcome.exit_code == exit::PASS {
-            ""
-        } else {
-            " (the baseline is written; re-record it on a quieter node before committing it)"
-        }
-    );
-    report.bootstrap = Some(summary);
-    Ok(report)
-}
-
-/// Per kernel of `base`: the smallest slowdown a check made with `check` detects, at the
-/// threshold it would be judged by.
-fn detectable(base: &Baseline, check: &CheckArgs) -> Result<Vec<report::Detectable>> {
-    let per_kernel = kernel_thresholds(check)?;
-    Ok(base
-        .kernels
-        .iter()
-        .map(|k| {
-            let threshold = threshold_for(
-                &k.kernel,
-                &per_kernel,
-                check.threshold,
-                base,
-                k.threshold_pct,
-            );
-            let policy = Policy {
-                threshold,
-                ..Policy::default()
-            };
-            report::Detectable {
-                key: k.key.clone(),
-                threshold,
-                slowdown_ratio: compare::detectable_slowdown(
-                    &RunMedians::from_summaries(k.summaries()),
-                    check.runs,
-                    policy,
-                    compare::DETECTION_POWER,
-                ),
-            }
-        })
-        .collect())
-}
-
-/// Check's flags validated before anything is measured; the per-kernel thresholds.
-fn kernel_thresholds(args: &CheckArgs) -> Result<BTreeMap<String, f64>> {
-    check_runs(args.runs, 1)?;
-    if let Some(t) = args.threshold.filter(|t| !(*t > 0.0 && t.is_finite())) {
-        return Err(Error::Usage(format!(
-            "--threshold {t}: expected a positive percentage"
-        )));
-    }
-    parse_pairs("--kernel-threshold", &args.kernel_threshold)
-}
-
-/// The gate without its output: measure, compare with this device's baseline, decide. `check` and
-/// `serve` both validate through this one path.
-pub fn check_report(choice: &AdapterChoice, args: &CheckArgs) -> Result<report::Report> {
-    check_report_in(choice, args, Processes::AsNeeded)
-}
-
-fn check_report_in(
-    choice: &AdapterChoice,
-    args: &CheckArgs,
-    processes: Processes,
-) -> Result<report::Report> {
-    let per_kernel = kernel_thresholds(args)?;
-    let gpu = Gpu::open(choice)?;
-    let fingerprint = gpu.fingerprint.clone();
-    let key = fingerprint.device_key();
-    let (path, base) = baseline::for_device(&args.baselines, &key)?;
-    let mut notes = vec![];
-    if base.fingerprint.driver_string() != fingerprint.driver_string() {
-        notes.push(format!(
-            "driver differs from the baseline's: recorded with {:?}, running {:?}",
-            base.fingerprint.driver_string(),
-            fingerprint.driver_string()
-        ));
-    }
-    if base.fingerprint.cpu_model != fingerprint.cpu_model {
-        notes.push("host CPU differs from the baseline's".into());
-    }
-
-    let repeat = repeats(&args.measure)?;
-    let mut chosen = Vec::new();
-    let mut unsupported = Vec::new();
-    for (i, k) in base.kernels.iter().enumerate() {
-        let Ok(kernel) = workload::find(&k.kernel) else {
-            return Err(Error::baseline(
-                &path,
-                format!("kernels[{i}].kernel"),
-                format!("unknown kernel {:?}", k.kernel),
-            ));
-        };
-        if !args.measure.kernels.is_empty() && !args.measure.kernels.contains(&k.kernel) {
-            continue;
-        }
-        match supported(&gpu, kernel, &k.params) {
-            Ok(()) => chosen.push(k),
-            Err(u) => unsupported.push(u),
-        }
-    }
-    for name in &args.measure.kernels {
-        if !base.kernels.iter().any(|k| &k.kernel == name) {
-            return Err(Error::Usage(format!(
-                "--kernel {name}: not in baseline {}",
-                path.display()
-            )));
-        }
-    }
-    let plan = Plan {
-        items: chosen
-            .iter()
-            .map(|k| PlanItem {
-                kernel: k.kernel.clone(),
-                params: k.params.clone(),
-                batch: Some(k.batch),
-                repeat: repeat(&k.kernel),
-                timing: Some(args.measure.timing.unwrap_or(k.timing)),
-            })
-            .collect(),
-        sampler: sampler_config(&gpu, &args.measure)?,
-    };
-    let results = measure(choice, gpu, &plan, args.runs, processes)?;
-    let rows = rows(&results, |i, current| {
-        let b = chosen[i];
-        let threshold = threshold_for(
-            &b.kernel,
-            &per_kernel,
-            args.threshold,
-            &base,
-            b.threshold_pct,
-        );
-        let baseline = RunMedians::from_summaries(b.summaries());
-        Some(compare::compare(
-            &baseline,
-            current,
-            Policy {
-                threshold,
-                ..Policy::default()
-            },
-        ))
-    });
-    let verdicts: Vec<Verdict> = rows.iter().map(|r| r.verdict).collect();
-    let mut outcome = compare::gate(&verdicts);
-    note_unsupported(&mut outcome, &unsupported);
-    Ok(report::Report {
-        command: "check".into(),
-        device_key: key,
-        fingerprint,
-        baseline_file: Some(path.display().to_string()),
-        notes,
-        outcome,
-        rows,
-        unsupported,
-        bootstrap: None,
-        runs: results,
-    })
-}
-
 fn measure_child(choice: &AdapterChoice) -> Result<u8> {
     let mut input = String::new();
     std::io::stdin()
         .read_to_string(&mut input)
         .map_err(|e| Error::Usage(format!("reading the plan from stdin: {e}")))?;
-    let plan: Plan =
+    let plan: runner::Plan =
         serde_json::from_str(&input).map_err(|e| Error::Usage(format!("plan on stdin: {e}")))?;
     let gpu = Gpu::open(choice)?;
     let result = runner::run_in_process(&gpu, &plan)?;

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod compare;
 pub mod device;
 pub mod error;
+pub mod gate;
 pub mod report;
 pub mod runner;
 pub mod sampler;

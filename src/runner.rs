@@ -33,6 +33,18 @@ pub struct PlanItem {
     /// Timing method (a check reuses the baseline's); None = GPU timestamps where available.
     #[serde(default)]
     pub timing: Option<TimingMethod>,
+    /// Buffer sets to rotate through (a check reuses the baseline's); None = size them here.
+    #[serde(default)]
+    pub slots: Option<usize>,
+}
+
+impl PlanItem {
+    /// Measure the way `result` was measured: same batch, slots and timing.
+    pub fn fixed_like(&mut self, result: &KernelResult) {
+        self.batch = Some(result.measurement.batch);
+        self.slots = Some(result.measurement.slots);
+        self.timing = Some(result.measurement.timing);
+    }
 }
 
 fn one() -> u32 {
@@ -51,6 +63,9 @@ pub struct KernelResult {
     pub kernel: String,
     pub params: Params,
     pub key: String,
+    /// [`workload::kernel_hash`] of the code that ran.
+    #[serde(default)]
+    pub kernel_hash: String,
     pub unit: Unit,
     pub work: Work,
     pub verification: Verification,
@@ -92,7 +107,10 @@ pub fn run_in_process(gpu: &Gpu, plan: &Plan) -> Result<RunResult> {
                 "{key} is unsupported on this adapter: {reason}"
             )));
         }
-        let slots = plan.sampler.slots_for(kernel.footprint(&item.params)?);
+        let slots = match item.slots {
+            Some(slots) => slots,
+            None => plan.sampler.slots_for(kernel.footprint(&item.params)?),
+        };
         tracing::info!(%key, slots, "measuring");
         // Buffers live only while their instance is measured, so one kernel's memory is not
         // another's neighbour.
@@ -117,6 +135,7 @@ pub fn run_in_process(gpu: &Gpu, plan: &Plan) -> Result<RunResult> {
             kernel: kernel.name().to_string(),
             params: item.params.clone(),
             key,
+            kernel_hash: workload::kernel_hash(kernel),
             unit: kernel.unit(),
             work: kernel.work(&item.params)?,
             verification,
@@ -135,12 +154,15 @@ pub fn run_in_process(gpu: &Gpu, plan: &Plan) -> Result<RunResult> {
     })
 }
 
-/// Run the plan `runs` times, each in a fresh child process of this executable.
+/// Run the plan `runs` times, each in a fresh child process of this executable. What the plan
+/// leaves open (batch, slots, timing) the first run decides, and every later run measures the
+/// same way: runs that are compared must time the same pass shape.
 pub fn run_in_children(choice: &AdapterChoice, plan: &Plan, runs: usize) -> Result<Vec<RunResult>> {
     let exe = std::env::current_exe()
         .map_err(|e| Error::Usage(format!("cannot find own executable: {e}")))?;
-    let input = serde_json::to_vec(plan).expect("a plan serialises");
-    let mut results = Vec::with_capacity(runs);
+    let mut plan = plan.clone();
+    let mut input = serde_json::to_vec(&plan).expect("a plan serialises");
+    let mut results: Vec<RunResult> = Vec::with_capacity(runs);
     let started = std::time::Instant::now();
     for run in 1..=runs {
         // Progress on stderr: runs take seconds on a GPU and tens of seconds on lavapipe.
@@ -201,6 +223,12 @@ pub fn run_in_children(choice: &AdapterChoice, plan: &Plan, runs: usize) -> Resu
                 code: exit::FAIL,
                 reason: format!("unreadable result: {e}"),
             })?;
+        if run == 1 && result.kernels.len() == plan.items.len() {
+            for (item, measured) in plan.items.iter_mut().zip(&result.kernels) {
+                item.fixed_like(measured);
+            }
+            input = serde_json::to_vec(&plan).expect("a plan serialises");
+        }
         results.push(result);
     }
     Ok(results)

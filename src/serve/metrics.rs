@@ -1,6 +1,6 @@
 //! Prometheus metrics, named per Prometheus conventions: prefix `gpugate_`, base units, `_total`
 //! counters, `_ratio` fractions. Labels stay bounded — `kernel` (a suite's instance keys),
-//! `verdict`, `result` — and every series carries `hostname` (from `NODE_NAME`) so it joins with
+//! `verdict`, `reason` (why a kernel was inconclusive), `result` — and every series carries `hostname` (from `NODE_NAME`) so it joins with
 //! dcgm-exporter's. Run ids and shas never become labels.
 
 use prometheus::{
@@ -9,7 +9,7 @@ use prometheus::{
 };
 
 use super::history::{RunRecord, RunResult};
-use crate::compare::Verdict;
+use crate::compare::{Reason, Verdict};
 use crate::device::Fingerprint;
 use crate::workload::Unit;
 
@@ -31,7 +31,10 @@ pub struct Metrics {
     /// Rate per second in base units, one family per unit: bytes, FLOP, edges.
     throughput: [GaugeVec; 3],
     baseline_ratio: GaugeVec,
+    detectable_ratio: GaugeVec,
     verdict: GaugeVec,
+    inconclusive: GaugeVec,
+    driver_changed: IntGauge,
     runs_total: IntCounterVec,
     run_duration: Histogram,
     run_in_progress: IntGauge,
@@ -128,6 +131,17 @@ impl Metrics {
                 )
                 .unwrap(),
             ),
+            detectable_ratio: register(
+                r,
+                GaugeVec::new(
+                    Opts::new(
+                        "gpugate_kernel_detectable_ratio",
+                        "smallest slowdown (time ratio) the latest run's check detects with 95 % power",
+                    ),
+                    &["kernel"],
+                )
+                .unwrap(),
+            ),
             verdict: register(
                 r,
                 GaugeVec::new(
@@ -136,6 +150,25 @@ impl Metrics {
                         "1 for the latest run's verdict of each kernel, 0 for the others",
                     ),
                     &["kernel", "verdict"],
+                )
+                .unwrap(),
+            ),
+            inconclusive: register(
+                r,
+                GaugeVec::new(
+                    Opts::new(
+                        "gpugate_kernel_inconclusive",
+                        "1 for why the latest run left a kernel inconclusive, 0 for the other reasons",
+                    ),
+                    &["kernel", "reason"],
+                )
+                .unwrap(),
+            ),
+            driver_changed: register(
+                r,
+                IntGauge::new(
+                    "gpugate_driver_changed",
+                    "1 when the latest run's driver differs from its baseline's",
                 )
                 .unwrap(),
             ),
@@ -270,12 +303,27 @@ impl Metrics {
             if let Some(c) = &row.comparison {
                 self.baseline_ratio.with_label_values(&[key]).set(c.ratio);
             }
+            if let Some(r) = row.detectable_ratio {
+                self.detectable_ratio.with_label_values(&[key]).set(r);
+            }
             for v in VERDICTS {
                 self.verdict
                     .with_label_values(&[key, v.as_str()])
                     .set(f64::from(u8::from(v == row.verdict)));
             }
+            let why = row
+                .comparison
+                .as_ref()
+                .and_then(|c| c.inconclusive)
+                .filter(|_| row.verdict == Verdict::Inconclusive);
+            for reason in Reason::ALL {
+                self.inconclusive
+                    .with_label_values(&[key, reason.as_str()])
+                    .set(f64::from(u8::from(why == Some(reason))));
+            }
         }
+        self.driver_changed
+            .set(i64::from(report.driver_change.is_some()));
         for run in &report.runs {
             for k in &run.kernels {
                 let h = self.sample_duration.with_label_values(&[k.key.as_str()]);

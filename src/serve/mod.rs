@@ -2,7 +2,8 @@
 //!
 //! One worker thread owns all GPU work: it validates the node on start, every `--interval` (with
 //! jitter, so a fleet does not measure in lock-step) and on `POST /api/v1/runs`, each time through
-//! [`crate::cli::check_report`], the path `gpugate check` takes. The HTTP layer ([`api`]) only
+//! [`crate::gate::check`], the path `gpugate check` takes: every measurement runs in fresh child
+//! processes, so a driver that wedges or crashes takes a child down, not the server. The HTTP layer ([`api`]) only
 //! reads [`State`] and enqueues runs. Finished runs go to [`history::History`] (atomic files) and
 //! to [`metrics::Metrics`].
 //!
@@ -25,10 +26,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::cli::CheckArgs;
 use crate::compare::Verdict;
 use crate::device::{AdapterChoice, Fingerprint, Gpu};
 use crate::error::{exit, Error, Result};
+use crate::gate::CheckOptions;
 use history::{History, RunRecord, RunResult, Trigger};
 use metrics::Metrics;
 
@@ -44,7 +45,7 @@ pub struct Config {
     pub token: Option<String>,
     pub hostname: String,
     pub choice: AdapterChoice,
-    pub check: CheckArgs,
+    pub check: CheckOptions,
 }
 
 /// What `/readyz` reports.
@@ -120,6 +121,12 @@ pub struct VerdictDoc {
     pub worst_ratio: Option<f64>,
     /// Keys of the kernels that regressed or computed a wrong result.
     pub regressions: Vec<String>,
+    /// Kernels the latest run could not judge, each with its reason.
+    #[serde(default)]
+    pub inconclusive: Vec<crate::compare::Unjudged>,
+    /// Set when the latest run's driver differs from its baseline's.
+    #[serde(default)]
+    pub driver_change: Option<crate::report::DriverChange>,
     pub run_id: Option<u64>,
     pub finished_at: Option<DateTime<Utc>>,
     pub message: String,
@@ -262,6 +269,8 @@ impl State {
             verdict: verdict.into(),
             worst_ratio: None,
             regressions: vec![],
+            inconclusive: vec![],
+            driver_change: None,
             run_id: None,
             finished_at: None,
             message,
@@ -300,6 +309,12 @@ impl State {
                 .filter(|r| matches!(r.verdict, Verdict::Regression | Verdict::WrongResult))
                 .map(|r| r.key.clone())
                 .collect(),
+            inconclusive: run
+                .report
+                .as_ref()
+                .map(|r| r.outcome.inconclusive.clone())
+                .unwrap_or_default(),
+            driver_change: run.report.as_ref().and_then(|r| r.driver_change.clone()),
             run_id: Some(run.id),
             finished_at: Some(run.finished_at),
             message: run
@@ -330,7 +345,7 @@ fn worker(
     state: Arc<State>,
     queue: mpsc::Receiver<(u64, Trigger)>,
     choice: AdapterChoice,
-    check: CheckArgs,
+    check: CheckOptions,
 ) {
     let probed = probe(&choice, &check);
     match &probed {
@@ -350,7 +365,7 @@ fn worker(
     while let Ok((id, trigger)) = queue.recv() {
         tracing::info!(id, ?trigger, "validation run starting");
         let started_at = Utc::now();
-        let outcome = crate::cli::check_report(&choice, &check);
+        let outcome = crate::gate::check(&choice, &check);
         let finished_at = Utc::now();
         // What the run showed of the device and its baseline (an operator may have mounted or
         // replaced a baseline since the probe).
@@ -395,7 +410,7 @@ fn worker(
 
 /// Open the adapter and look up its baseline; never records one. A missing or unusable baseline
 /// does not make the node unready: it is the verdict's business.
-fn probe(choice: &AdapterChoice, check: &CheckArgs) -> Readiness {
+fn probe(choice: &AdapterChoice, check: &CheckOptions) -> Readiness {
     match Gpu::open(choice) {
         Ok(gpu) => {
             let fingerprint = gpu.fingerprint.clone();

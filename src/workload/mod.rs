@@ -57,6 +57,25 @@ pub fn all() -> &'static [&'static dyn Kernel] {
     ]
 }
 
+/// How every pipeline is created, as it enters [`kernel_hash`]: changing these changes what is
+/// measured as surely as changing the WGSL does.
+pub const PIPELINE_OPTIONS: &str =
+    "wgpu create_shader_module (runtime bounds checks on); compute pipelines with default \
+     compilation options (no override constants, workgroup memory zero-initialised)";
+
+/// `sha256:<hex>` of a kernel's name, WGSL source and [`PIPELINE_OPTIONS`]: stored per kernel in a
+/// baseline so that a check never compares a rewritten kernel with the old one's times.
+pub fn kernel_hash(kernel: &dyn Kernel) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [kernel.name(), kernel.shader(), PIPELINE_OPTIONS] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
 pub fn find(name: &str) -> Result<&'static dyn Kernel> {
     all()
         .iter()

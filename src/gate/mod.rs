@@ -1,0 +1,648 @@
+//! The gate as a library: measure, compare with this device's baseline, decide — and `run`,
+//! `record`, the first-run bootstrap and `calibrate`, which share its measuring. Options are plain
+//! types (no clap, no printing): `cli` maps arguments onto them and prints the [`Report`]; `serve`
+//! maps its configuration onto them.
+//!
+//! A check is two rounds, each of fresh child processes. Round 1 (`runs`) judges every kernel;
+//! kernels that look slower than half their threshold are suspects and are re-measured in
+//! `confirm_runs` new processes; a suspect's verdict comes from that confirmation round alone
+//! (rounds are never pooled, never repeated). Regressions must then survive Holm's step-down at
+//! the suite's α over every kernel judged ([`compare::holm`]).
+
+mod calibrate;
+mod record;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+pub use calibrate::{calibrate, CalibrateOptions};
+pub use record::{bootstrap, record, BootstrapOptions, RecordOptions};
+
+use crate::baseline::{self, Baseline, BaselineKernel};
+use crate::compare::{
+    self, Comparison, Design, DriverPolicy, GateOutcome, Judged, Policy, Reason, Require,
+    RunMedians, Verdict,
+};
+use crate::device::{AdapterChoice, Gpu};
+use crate::error::{exit, Error, Result};
+use crate::report::{self, CheckPolicy, DriverChange, Report, Row, Unsupported};
+use crate::runner::{self, Plan, PlanItem, RunResult};
+use crate::sampler::{SamplerConfig, TimingMethod};
+use crate::workload::{self, suite, suite::Suite};
+
+/// Runs a check makes by default, each in a fresh process.
+pub const DEFAULT_CHECK_RUNS: usize = baseline::DEFAULT_CHECK_RUNS;
+/// Fewest check runs: a check estimates its own run-to-run spread, and one process in an odd
+/// speed mode must not decide a verdict alone.
+pub const MIN_CHECK_RUNS: usize = 3;
+/// Runs of the confirmation round, made only for suspects: more than round 1, because only a few
+/// kernels need them and they decide the verdict (the noise margin shrinks by √(1/10 + 1/5) vs
+/// √(1/10 + 1/3)).
+pub const DEFAULT_CONFIRM_RUNS: usize = 5;
+
+/// How kernels are measured, for every command.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MeasureOptions {
+    /// Only these kernels (empty = all of the suite or baseline).
+    pub kernels: Vec<String>,
+    /// Stop sampling once the median's 95 % CI half-width is within this percentage.
+    pub noise_target_pct: Option<f64>,
+    /// Cap on measuring seconds per kernel and run.
+    pub max_time_s: Option<f64>,
+    /// Timing method; None = GPU timestamps where available (a check uses its baseline's).
+    pub timing: Option<TimingMethod>,
+    /// Test only: encode KERNEL this many times per iteration.
+    pub slowdown: BTreeMap<String, u32>,
+}
+
+/// The gate's options.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckOptions {
+    /// Directory of baselines (the file is picked by device key), or one file.
+    pub baselines: PathBuf,
+    /// Practical threshold in percent for every kernel (overrides the file's).
+    pub threshold_pct: Option<f64>,
+    /// Practical threshold in percent per kernel name.
+    pub kernel_threshold_pct: BTreeMap<String, f64>,
+    pub runs: usize,
+    pub confirm_runs: usize,
+    /// Suite-wide false-alarm rate.
+    pub alpha: f64,
+    pub require: Require,
+    pub on_driver_change: DriverPolicy,
+    pub measure: MeasureOptions,
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        CheckOptions {
+            baselines: PathBuf::from("baselines"),
+            threshold_pct: None,
+            kernel_threshold_pct: BTreeMap::new(),
+            runs: DEFAULT_CHECK_RUNS,
+            confirm_runs: DEFAULT_CONFIRM_RUNS,
+            alpha: compare::DEFAULT_ALPHA,
+            require: Require::All,
+            on_driver_change: DriverPolicy::Warn,
+            measure: MeasureOptions::default(),
+        }
+    }
+}
+
+impl CheckOptions {
+    /// Everything checkable before a device is opened, with errors naming the option.
+    pub fn validate(&self) -> Result<()> {
+        at_least("--runs", self.runs, MIN_CHECK_RUNS)?;
+        if let Some(t) = self.threshold_pct.filter(|t| !(*t > 0.0 && t.is_finite())) {
+            return Err(Error::Usage(format!(
+                "--threshold {t}: expected a positive percentage"
+            )));
+        }
+        for (kernel, pct) in &self.kernel_threshold_pct {
+            workload::find(kernel)?;
+            if !(*pct > 0.0 && pct.is_finite()) {
+                return Err(Error::Usage(format!(
+                    "--kernel-threshold {kernel}={pct}: expected a positive percentage"
+                )));
+            }
+        }
+        if !(self.alpha > 0.0 && self.alpha < 0.5) {
+            return Err(Error::Usage(format!(
+                "--alpha {}: expected a probability in (0, 0.5)",
+                self.alpha
+            )));
+        }
+        self.measure.validate()
+    }
+
+    /// The threshold for one kernel: per-kernel option, global option, file per-kernel, file,
+    /// default.
+    fn threshold(&self, base: &Baseline, k: &BaselineKernel) -> f64 {
+        self.kernel_threshold_pct
+            .get(&k.kernel)
+            .copied()
+            .or(self.threshold_pct)
+            .or(k.threshold_pct)
+            .or(base.threshold_pct)
+            .map_or(compare::DEFAULT_THRESHOLD, |p| p / 100.0)
+    }
+
+    fn design(&self, family: usize) -> Design {
+        Design {
+            check_runs: self.runs,
+            confirm_runs: self.confirm_runs,
+            family,
+        }
+    }
+}
+
+impl MeasureOptions {
+    pub fn validate(&self) -> Result<()> {
+        for k in self.kernels.iter().chain(self.slowdown.keys()) {
+            workload::find(k)?;
+        }
+        if let Some(pct) = self.noise_target_pct {
+            if !(pct > 0.0 && pct < 100.0) {
+                return Err(Error::Usage(format!(
+                    "--noise-target {pct}: expected a percentage in (0, 100)"
+                )));
+            }
+        }
+        if let Some(s) = self.max_time_s {
+            if !(s > 0.0 && s.is_finite()) {
+                return Err(Error::Usage(format!(
+                    "--max-time {s}: expected positive seconds"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn sampler(&self, gpu: &Gpu) -> SamplerConfig {
+        let mut cfg = SamplerConfig::for_device(gpu.is_software());
+        if let Some(pct) = self.noise_target_pct {
+            cfg.noise_target = pct / 100.0;
+        }
+        if let Some(s) = self.max_time_s {
+            cfg.max_time_s = s;
+        }
+        cfg
+    }
+
+    fn repeat(&self, kernel: &str) -> u32 {
+        self.slowdown.get(kernel).copied().unwrap_or(1).max(1)
+    }
+}
+
+fn at_least(flag: &str, value: usize, min: usize) -> Result<()> {
+    if value < min {
+        return Err(Error::Usage(format!(
+            "{flag} {value}: at least {min} needed"
+        )));
+    }
+    Ok(())
+}
+
+/// The gate: measure, compare with this device's baseline, decide. `check`, `serve` and
+/// `calibrate` all validate through this one path; every run is a fresh child process.
+pub fn check(choice: &AdapterChoice, opts: &CheckOptions) -> Result<Report> {
+    opts.validate()?;
+    let gpu = Gpu::open(choice)?;
+    let fingerprint = gpu.fingerprint.clone();
+    let key = fingerprint.device_key();
+    let (path, base) = baseline::for_device(&opts.baselines, &key)?;
+    let mut notes = vec![];
+    let driver_change =
+        (base.fingerprint.driver_string() != fingerprint.driver_string()).then(|| DriverChange {
+            baseline: base.fingerprint.driver_string(),
+            current: fingerprint.driver_string(),
+            policy: opts.on_driver_change,
+        });
+    if let Some(d) = &driver_change {
+        notes.push(format!(
+            "driver differs from the baseline's: recorded with {:?}, running {:?} \
+             (--on-driver-change {})",
+            d.baseline,
+            d.current,
+            d.policy.as_str()
+        ));
+    }
+    if base.fingerprint.cpu_model != fingerprint.cpu_model {
+        notes.push("host CPU differs from the baseline's".into());
+    }
+
+    let mut chosen: Vec<(usize, &BaselineKernel)> = Vec::new();
+    let mut unsupported = Vec::new();
+    let mut changed = Vec::new();
+    for (i, k) in base.kernels.iter().enumerate() {
+        let Ok(kernel) = workload::find(&k.kernel) else {
+            return Err(Error::baseline(
+                &path,
+                format!("kernels[{i}].kernel"),
+                format!("unknown kernel {:?}", k.kernel),
+            ));
+        };
+        if !opts.measure.kernels.is_empty() && !opts.measure.kernels.contains(&k.kernel) {
+            continue;
+        }
+        if let Some(t) = opts.measure.timing.filter(|t| *t != k.timing) {
+            return Err(Error::baseline(
+                &path,
+                format!("kernels[{i}].timing"),
+                format!(
+                    "{} was recorded with {:?} timing; --timing {t:?} would measure it \
+                     differently: drop --timing or re-record",
+                    k.key, k.timing
+                ),
+            ));
+        }
+        match &k.kernel_hash {
+            Some(h) if *h != workload::kernel_hash(kernel) => changed.push(k.key.clone()),
+            _ => {}
+        }
+        match supported(&gpu, kernel, &k.params) {
+            Ok(()) => chosen.push((i, k)),
+            Err(u) => unsupported.push(u),
+        }
+    }
+    for name in &opts.measure.kernels {
+        if !base.kernels.iter().any(|k| &k.kernel == name) {
+            return Err(Error::Usage(format!(
+                "--kernel {name}: not in baseline {}",
+                path.display()
+            )));
+        }
+    }
+    if !changed.is_empty() {
+        return Err(Error::CannotValidate(format!(
+            "kernel changed: re-record: the WGSL or pipeline options of {} differ from what \
+             {} measured, so its times describe other code",
+            changed.join(", "),
+            path.display()
+        )));
+    }
+    if chosen.iter().any(|(_, k)| k.kernel_hash.is_none()) {
+        notes.push(
+            "baseline predates kernel hashes (file version 1): a rewritten kernel cannot be told \
+             from a slower node; re-record to protect against that"
+                .into(),
+        );
+    }
+    let item = |k: &BaselineKernel| PlanItem {
+        kernel: k.kernel.clone(),
+        params: k.params.clone(),
+        batch: Some(k.batch),
+        slots: Some(k.slots),
+        timing: Some(k.timing),
+        repeat: opts.measure.repeat(&k.kernel),
+    };
+    let sampler = opts.measure.sampler(&gpu);
+    drop(gpu); // children open their own device
+    let plan = Plan {
+        items: chosen.iter().map(|(_, k)| item(k)).collect(),
+        sampler: sampler.clone(),
+    };
+    let results = measure_fresh(choice, &key, &plan, opts.runs)?;
+    let same_way = |results: &[RunResult], kernels: &[(usize, &BaselineKernel)]| {
+        same_as_baseline(&path, results, kernels)
+    };
+    same_way(&results, &chosen)?;
+
+    // Round 1: every kernel.
+    let policy_of = |k: &BaselineKernel| Policy {
+        threshold: opts.threshold(&base, k),
+        alpha: opts.alpha,
+    };
+    let judge = |results: &[RunResult], j: usize, k: &BaselineKernel| -> Comparison {
+        let per_run: Vec<_> = results.iter().map(|r| &r.kernels[j]).collect();
+        let current = RunMedians::from_summaries(per_run.iter().map(|r| &r.summary));
+        let mut c = compare::compare(&k.model(), &current, policy_of(k));
+        if let Some(n) = per_run.iter().position(|r| !r.measurement.warmup.steady) {
+            c.set_inconclusive(
+                Reason::Unsteady,
+                format!(
+                    "run {} of {}: warm-up did not settle, so its times are not comparable",
+                    n + 1,
+                    per_run.len()
+                ),
+            );
+        }
+        c
+    };
+    let mut rows = rows(&results, |j, _| Some(judge(&results, j, chosen[j].1)));
+    let round1: Vec<Comparison> = rows
+        .iter_mut()
+        .map(|r| r.comparison.take().expect("every check row is judged"))
+        .collect();
+
+    // Round 2: suspects only, in fresh processes; then Holm over the suite.
+    let mut confirmation_runs = vec![];
+    let mut suspects = vec![];
+    let judged = compare::two_rounds(round1, opts.confirm_runs, opts.alpha, |picked| {
+        suspects = picked.to_vec();
+        tracing::info!(
+            suspects = picked.len(),
+            runs = opts.confirm_runs,
+            "confirming suspected regressions in fresh processes"
+        );
+        let kernels: Vec<(usize, &BaselineKernel)> = picked.iter().map(|&j| chosen[j]).collect();
+        let plan = Plan {
+            items: kernels.iter().map(|(_, k)| item(k)).collect(),
+            sampler: sampler.clone(),
+        };
+        let again = measure_fresh(choice, &key, &plan, opts.confirm_runs)?;
+        same_way(&again, &kernels)?;
+        let confirmed = self::rows(&again, |s, _| Some(judge(&again, s, kernels[s].1)));
+        for (s, &j) in picked.iter().enumerate() {
+            if !confirmed[s].verification.ok {
+                rows[j].verification = confirmed[s].verification.clone();
+            }
+        }
+        confirmation_runs = again;
+        Ok::<_, Error>(
+            confirmed
+                .into_iter()
+                .map(|r| r.comparison.expect("every check row is judged"))
+                .collect(),
+        )
+    })?;
+    let family = judged.len();
+    for (row, j) in rows.iter_mut().zip(judged) {
+        row.screening = j.screening;
+        row.comparison = Some(j.comparison);
+    }
+    for (j, row) in rows.iter_mut().enumerate() {
+        row.verdict = if !row.verification.ok {
+            Verdict::WrongResult
+        } else {
+            row.comparison.as_ref().map_or(Verdict::Pass, |c| c.verdict)
+        };
+        let k = chosen[j].1;
+        row.detectable_ratio = compare::detectable_slowdown(
+            &k.model(),
+            opts.design(family),
+            policy_of(k),
+            compare::DETECTION_POWER,
+        );
+    }
+    let judged: Vec<Judged> = rows
+        .iter()
+        .map(|r| Judged {
+            key: r.key.clone(),
+            verdict: r.verdict,
+            reason: r.comparison.as_ref().and_then(|c| c.inconclusive),
+        })
+        .collect();
+    let mut outcome = compare::gate(&judged, opts.require);
+    if let Some(d) = driver_change
+        .as_ref()
+        .filter(|d| d.policy == DriverPolicy::Fail)
+    {
+        if outcome.exit_code == exit::PASS {
+            outcome.verdict = Verdict::Inconclusive;
+            outcome.exit_code = exit::CANNOT_VALIDATE;
+        }
+        outcome.message = format!(
+            "{}; driver changed ({} → {}) and --on-driver-change fail: re-record the baseline \
+             for this driver",
+            outcome.message, d.baseline, d.current
+        );
+    }
+    note_unsupported(&mut outcome, &unsupported);
+    Ok(Report {
+        command: "check".into(),
+        device_key: key,
+        fingerprint,
+        baseline_file: Some(path.display().to_string()),
+        notes,
+        outcome,
+        rows,
+        unsupported,
+        bootstrap: None,
+        calibration: None,
+        driver_change,
+        policy: Some(CheckPolicy {
+            runs: opts.runs,
+            confirm_runs: opts.confirm_runs,
+            alpha: opts.alpha,
+            family,
+            require_conclusive: opts.require.to_string(),
+            suspects: suspects.iter().map(|&j| chosen[j].1.key.clone()).collect(),
+        }),
+        runs: results,
+        confirmation_runs,
+    })
+}
+
+/// Every run measured each kernel as its baseline did (batch, slots, timing); else exit 2
+/// naming the kernel and the field.
+fn same_as_baseline(
+    path: &std::path::Path,
+    results: &[RunResult],
+    kernels: &[(usize, &BaselineKernel)],
+) -> Result<()> {
+    for run in results {
+        for (r, (i, k)) in run.kernels.iter().zip(kernels) {
+            let m = &r.measurement;
+            let field = if m.batch != k.batch {
+                Some(("batch", m.batch.to_string(), k.batch.to_string()))
+            } else if m.slots != k.slots {
+                Some(("slots", m.slots.to_string(), k.slots.to_string()))
+            } else if m.timing != k.timing {
+                Some((
+                    "timing",
+                    format!("{:?}", m.timing),
+                    format!("{:?}", k.timing),
+                ))
+            } else {
+                None
+            };
+            if let Some((field, now, then)) = field {
+                return Err(Error::baseline(
+                    path,
+                    format!("kernels[{i}].{field}"),
+                    format!(
+                        "{}: measured with {field} {now}, the baseline with {then}",
+                        k.key
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `gpugate run`'s options.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunOptions {
+    pub suite: Suite,
+    pub runs: usize,
+    pub measure: MeasureOptions,
+}
+
+/// Measure and verify, no baseline: correctness only.
+pub fn run(choice: &AdapterChoice, opts: &RunOptions) -> Result<Report> {
+    at_least("--runs", opts.runs, 1)?;
+    opts.measure.validate()?;
+    let gpu = Gpu::open(choice)?;
+    let (plan, unsupported) = suite_plan(&gpu, opts.suite, &opts.measure)?;
+    let fingerprint = gpu.fingerprint.clone();
+    let results = if opts.runs == 1 || plan.items.is_empty() {
+        vec![runner::run_in_process(&gpu, &plan)?]
+    } else {
+        let key = fingerprint.device_key();
+        drop(gpu);
+        measure_fresh(choice, &key, &plan, opts.runs)?
+    };
+    let rows = rows(&results, |_, _| None);
+    let mut outcome = correctness_outcome(&rows);
+    note_unsupported(&mut outcome, &unsupported);
+    Ok(Report::new(
+        "run",
+        fingerprint,
+        outcome,
+        rows,
+        unsupported,
+        results,
+    ))
+}
+
+/// Measure `plan` `runs` times in fresh child processes, which must all pick device `key`.
+/// An empty plan measures nothing and yields one empty run per process.
+fn measure_fresh(
+    choice: &AdapterChoice,
+    key: &str,
+    plan: &Plan,
+    runs: usize,
+) -> Result<Vec<RunResult>> {
+    let results = runner::run_in_children(choice, plan, runs)?;
+    if let Some(other) = results.iter().find(|r| r.device_key != key) {
+        return Err(Error::Usage(format!(
+            "a child run chose adapter {:?}, not {key:?}; pin it with --adapter",
+            other.device_key
+        )));
+    }
+    Ok(results)
+}
+
+/// The kernel, or why this adapter cannot run it.
+fn supported(
+    gpu: &Gpu,
+    kernel: &'static dyn workload::Kernel,
+    params: &workload::Params,
+) -> std::result::Result<(), Unsupported> {
+    match kernel.unsupported(gpu) {
+        None => Ok(()),
+        Some(reason) => Err(Unsupported {
+            key: workload::instance_key(kernel.name(), params),
+            kernel: kernel.name().to_string(),
+            reason,
+        }),
+    }
+}
+
+/// The suite's instances this adapter can run, as a plan, and those it cannot.
+fn suite_plan(gpu: &Gpu, suite: Suite, opts: &MeasureOptions) -> Result<(Plan, Vec<Unsupported>)> {
+    let mut items = vec![];
+    let mut unsupported = vec![];
+    for (k, params) in suite::select(suite, suite::Scale::of(gpu), &opts.kernels)? {
+        if let Err(u) = supported(gpu, k, &params) {
+            unsupported.push(u);
+            continue;
+        }
+        items.push(PlanItem {
+            kernel: k.name().to_string(),
+            repeat: opts.repeat(k.name()),
+            params,
+            batch: None,
+            slots: None,
+            timing: opts.timing,
+        });
+    }
+    let plan = Plan {
+        items,
+        sampler: opts.sampler(gpu),
+    };
+    Ok((plan, unsupported))
+}
+
+/// Say in the outcome what was left out, so a reader never takes it for a pass.
+fn note_unsupported(outcome: &mut GateOutcome, unsupported: &[Unsupported]) {
+    if !unsupported.is_empty() {
+        outcome.message = format!(
+            "{}; {} kernel(s) unsupported on this adapter, left out",
+            outcome.message,
+            unsupported.len()
+        );
+    }
+}
+
+/// Rows from the current runs: per instance, the run medians' centre, verification over all runs.
+fn rows(
+    results: &[RunResult],
+    mut judge: impl FnMut(usize, &RunMedians) -> Option<Comparison>,
+) -> Vec<Row> {
+    let Some(first) = results.first() else {
+        return vec![];
+    };
+    let mut rows: Vec<Row> = first
+        .kernels
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let per_run: Vec<_> = results.iter().map(|r| &r.kernels[i]).collect();
+            let current = RunMedians::from_summaries(per_run.iter().map(|r| &r.summary));
+            let verification = per_run
+                .iter()
+                .map(|r| &r.verification)
+                .find(|v| !v.ok)
+                .unwrap_or(&k.verification)
+                .clone();
+            let comparison = judge(i, &current);
+            let verdict = if !verification.ok {
+                Verdict::WrongResult
+            } else {
+                comparison.as_ref().map_or(Verdict::Pass, |c| c.verdict)
+            };
+            let median_s = current.center_s();
+            Row {
+                key: k.key.clone(),
+                kernel: k.kernel.clone(),
+                unit: k.unit,
+                median_s,
+                rate: k.unit.rate(k.work, median_s),
+                pct_of_peak: None,
+                intensity: k.work.intensity(),
+                iqr_rel: per_run
+                    .iter()
+                    .map(|r| r.summary.iqr_rel)
+                    .fold(0.0, f64::max),
+                timing: k.measurement.timing,
+                stop: k.measurement.stop,
+                steady: per_run.iter().all(|r| r.measurement.warmup.steady),
+                verification,
+                screening: None,
+                comparison,
+                detectable_ratio: None,
+                verdict,
+            }
+        })
+        .collect();
+    report::apply_peaks(&mut rows);
+    rows
+}
+
+/// Outcome of a run or record: only correctness is judged.
+fn correctness_outcome(rows: &[Row]) -> GateOutcome {
+    let wrong: Vec<&str> = rows
+        .iter()
+        .filter(|r| !r.verification.ok)
+        .map(|r| r.key.as_str())
+        .collect();
+    let (verdict, exit_code, message) = match (rows.len(), wrong.len()) {
+        (0, _) => (
+            Verdict::Inconclusive,
+            exit::CANNOT_VALIDATE,
+            "no kernel ran".to_string(),
+        ),
+        (n, 0) => (
+            Verdict::Pass,
+            exit::PASS,
+            format!("{n} kernel(s) measured and verified"),
+        ),
+        (_, w) => (
+            Verdict::WrongResult,
+            exit::FAIL,
+            format!(
+                "{w} kernel(s) computed a wrong result: {}",
+                wrong.join(", ")
+            ),
+        ),
+    };
+    GateOutcome {
+        verdict,
+        exit_code,
+        message,
+        inconclusive: vec![],
+    }
+}
