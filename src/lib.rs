@@ -14,6 +14,7 @@ pub mod runner;
 pub mod sampler;
 pub mod serve;
 pub mod stats;
+pub mod telemetry;
 pub mod workload;
 
 pub use error::{Error, Result};
