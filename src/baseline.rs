@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::runner::{KernelResult, RunResult};
 use crate::sampler::{StopReason, TimingMethod, Warmup};
 use crate::stats::{self, Summary};
+use crate::telemetry::{Telemetry, TelemetrySource};
 use crate::workload::{instance_key, Params, Unit, Work};
 
 /// Version 2 added sessions, kernel hashes, speed modes and per-run warm-up; version-1 files are
@@ -114,6 +115,9 @@ pub struct BaselineRun {
     /// Absent in version-1 files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warmup: Option<Warmup>,
+    /// Clocks, throttle reasons and other processes around the run, where NVML was present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<Telemetry>,
     pub summary: Summary,
     pub samples_s: Vec<f64>,
 }
@@ -229,6 +233,8 @@ fn baseline_runs(runs: &[RunResult], per_run: &[&KernelResult], session: u32) ->
             session,
             stop: kr.measurement.stop,
             warmup: Some(kr.measurement.warmup.clone()),
+            telemetry: matches!(kr.telemetry.source, TelemetrySource::Nvml { .. })
+                .then(|| kr.telemetry.clone()),
             summary: kr.summary.clone(),
             samples_s: kr.measurement.samples_s.clone(),
         })

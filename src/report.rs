@@ -179,6 +179,9 @@ pub struct Row {
     /// Smallest slowdown (current/baseline ratio) this check detects with 95 % power.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detectable_ratio: Option<f64>,
+    /// Why a run looks throttled unlike the baseline's runs (NVML clocks and throttle reasons).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttled: Option<String>,
     pub verdict: Verdict,
 }
 
@@ -338,6 +341,9 @@ impl Reporter for Table {
                     c.modes.len(),
                     modes.join(", ")
                 )?;
+            }
+            if let Some(why) = &row.throttled {
+                writeln!(out, "throttled {}: {why}", row.key)?;
             }
             if !row.steady {
                 writeln!(out, "unsteady {}: a run's warm-up did not settle", row.key)?;

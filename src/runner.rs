@@ -17,6 +17,7 @@ use crate::device::{AdapterChoice, Fingerprint, Gpu};
 use crate::error::{exit, Error, Result};
 use crate::sampler::{self, Measurement, SamplerConfig, TimingMethod};
 use crate::stats::{self, Summary};
+use crate::telemetry::{Probe, Telemetry};
 use crate::workload::{self, instance_key, Params, Unit, Verification, Work};
 
 /// One kernel instance to measure.
@@ -71,6 +72,9 @@ pub struct KernelResult {
     pub verification: Verification,
     pub measurement: Measurement,
     pub summary: Summary,
+    /// NVML's view of the GPU just before and after this kernel was measured (or why none).
+    #[serde(default)]
+    pub telemetry: Telemetry,
 }
 
 impl KernelResult {
@@ -99,6 +103,8 @@ pub fn run_in_process(gpu: &Gpu, plan: &Plan) -> Result<RunResult> {
     let mut rng = StdRng::seed_from_u64(seed);
     tracing::debug!(seed, "input seed");
     let mut kernels = Vec::new();
+    // Opened once per process, outside any timed section (NVML's init can take seconds).
+    let probe = Probe::open(&gpu.info.device_pci_bus_id);
     for item in &plan.items {
         let kernel = workload::find(&item.kernel)?;
         let key = instance_key(kernel.name(), &item.params);
@@ -123,10 +129,12 @@ pub fn run_in_process(gpu: &Gpu, plan: &Plan) -> Result<RunResult> {
             repeat: item.repeat.max(1),
             timing: item.timing,
         };
+        let before = probe.sample();
         let (measurement, verification) = gpu.scoped(&key, || {
             let measurement = sampler::measure(gpu, &job, &plan.sampler)?;
             Ok((measurement, prepared.verify(gpu)?))
         })?;
+        let telemetry = probe.telemetry(before, probe.sample());
         if !verification.ok {
             tracing::error!(%key, detail = %verification.detail, "wrong result");
         }
@@ -141,6 +149,7 @@ pub fn run_in_process(gpu: &Gpu, plan: &Plan) -> Result<RunResult> {
             verification,
             measurement,
             summary,
+            telemetry,
         });
     }
     Ok(RunResult {

@@ -28,6 +28,7 @@ use crate::error::{exit, Error, Result};
 use crate::report::{self, CheckPolicy, DriverChange, Report, Row, Unsupported};
 use crate::runner::{self, Plan, PlanItem, RunResult};
 use crate::sampler::{SamplerConfig, TimingMethod};
+use crate::telemetry;
 use crate::workload::{self, suite, suite::Suite};
 
 /// Runs a check makes by default, each in a fresh process.
@@ -297,7 +298,12 @@ pub fn check(choice: &AdapterChoice, opts: &CheckOptions) -> Result<Report> {
         let per_run: Vec<_> = results.iter().map(|r| &r.kernels[j]).collect();
         let current = RunMedians::from_summaries(per_run.iter().map(|r| &r.summary));
         let mut c = compare::compare(&k.model(), &current, policy_of(k));
-        if let Some(n) = per_run.iter().position(|r| !r.measurement.warmup.steady) {
+        if let Some(why) = per_run.iter().find_map(|r| telemetry::contended(&r.telemetry)) {
+            c.set_inconclusive(
+                Reason::Contended,
+                format!("the GPU was busy with other work around a run, so it is not judged: {why}"),
+            );
+        } else if let Some(n) = per_run.iter().position(|r| !r.measurement.warmup.steady) {
             c.set_inconclusive(
                 Reason::Unsteady,
                 format!(
@@ -347,9 +353,17 @@ pub fn check(choice: &AdapterChoice, opts: &CheckOptions) -> Result<Report> {
         )
     })?;
     let family = judged.len();
-    for (row, j) in rows.iter_mut().zip(judged) {
-        row.screening = j.screening;
-        row.comparison = Some(j.comparison);
+    for (j, (row, judgement)) in rows.iter_mut().zip(judged).enumerate() {
+        row.screening = judgement.screening;
+        row.comparison = Some(judgement.comparison);
+        // Judged, but never silently: a throttled GPU is a finding about the node.
+        let k = chosen[j].1;
+        let recorded: Vec<_> = k.runs.iter().filter_map(|r| r.telemetry.clone()).collect();
+        row.throttled = results
+            .iter()
+            .chain(&confirmation_runs)
+            .filter_map(|r| r.kernels.iter().find(|x| x.key == k.key))
+            .find_map(|x| telemetry::throttled_unlike(&recorded, &x.telemetry));
     }
     for (j, row) in rows.iter_mut().enumerate() {
         row.verdict = if !row.verification.ok {
@@ -604,6 +618,7 @@ fn rows(
                 screening: None,
                 comparison,
                 detectable_ratio: None,
+                throttled: None,
                 verdict,
             }
         })

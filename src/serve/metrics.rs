@@ -35,6 +35,7 @@ pub struct Metrics {
     verdict: GaugeVec,
     inconclusive: GaugeVec,
     driver_changed: IntGauge,
+    throttled: GaugeVec,
     runs_total: IntCounterVec,
     run_duration: Histogram,
     run_in_progress: IntGauge,
@@ -161,6 +162,17 @@ impl Metrics {
                         "1 for why the latest run left a kernel inconclusive, 0 for the other reasons",
                     ),
                     &["kernel", "reason"],
+                )
+                .unwrap(),
+            ),
+            throttled: register(
+                r,
+                GaugeVec::new(
+                    Opts::new(
+                        "gpugate_kernel_throttled",
+                        "1 when the latest run of a kernel was throttled unlike its baseline (NVML)",
+                    ),
+                    &["kernel"],
                 )
                 .unwrap(),
             ),
@@ -303,6 +315,9 @@ impl Metrics {
             if let Some(c) = &row.comparison {
                 self.baseline_ratio.with_label_values(&[key]).set(c.ratio);
             }
+            self.throttled
+                .with_label_values(&[key])
+                .set(f64::from(u8::from(row.throttled.is_some())));
             if let Some(r) = row.detectable_ratio {
                 self.detectable_ratio.with_label_values(&[key]).set(r);
             }

@@ -124,6 +124,9 @@ pub struct VerdictDoc {
     /// Kernels the latest run could not judge, each with its reason.
     #[serde(default)]
     pub inconclusive: Vec<crate::compare::Unjudged>,
+    /// Kernels whose latest run was throttled unlike their baseline (NVML), with why.
+    #[serde(default)]
+    pub throttled: Vec<String>,
     /// Set when the latest run's driver differs from its baseline's.
     #[serde(default)]
     pub driver_change: Option<crate::report::DriverChange>,
@@ -270,6 +273,7 @@ impl State {
             worst_ratio: None,
             regressions: vec![],
             inconclusive: vec![],
+            throttled: vec![],
             driver_change: None,
             run_id: None,
             finished_at: None,
@@ -314,6 +318,10 @@ impl State {
                 .as_ref()
                 .map(|r| r.outcome.inconclusive.clone())
                 .unwrap_or_default(),
+            throttled: rows
+                .iter()
+                .filter_map(|r| r.throttled.as_ref().map(|why| format!("{}: {why}", r.key)))
+                .collect(),
             driver_change: run.report.as_ref().and_then(|r| r.driver_change.clone()),
             run_id: Some(run.id),
             finished_at: Some(run.finished_at),
