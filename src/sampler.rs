@@ -26,7 +26,8 @@ const HOST_MIN_SAMPLE_S: f64 = 2e-3;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SamplerConfig {
-    /// Stop once the median's 95 % CI half-width over the median is at most this (0.005 = 0.5 %).
+    /// Stop once the level's 95 % half-width over it is at most this (0.005 = 0.5 %), by both the
+    /// median's order-statistic CI and the batch-means interval (see `stats::rel_half_width`).
     pub noise_target: f64,
     pub min_samples: usize,
     pub max_samples: usize,
@@ -94,7 +95,7 @@ pub enum TimingMethod {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StopReason {
-    /// The median's CI reached the noise target.
+    /// The level's interval (median CI and batch means) reached the noise target.
     NoiseTarget,
     SampleCap,
     TimeCap,
@@ -191,16 +192,15 @@ pub fn measure(gpu: &Gpu, job: &Job<'_>, cfg: &SamplerConfig) -> Result<Measurem
         steady,
     };
 
-    // Measure until the median's CI is narrow enough, or a cap is hit.
+    // Measure until the level is known to the noise target, or a cap is hit. The median CI alone
+    // assumes independent samples; consecutive ones are correlated, so batch means must agree.
     let started = Instant::now();
     let cap = Duration::from_secs_f64(cfg.max_time_s);
     let mut samples: Vec<f64> = Vec::new();
     let stop = loop {
         let times = timer.samples(CHUNK, batch)?;
         samples.extend(times.iter().map(|t| t / f64::from(batch)));
-        if samples.len() >= cfg.min_samples
-            && stats::rel_ci_half_width(&samples) <= cfg.noise_target
-        {
+        if samples.len() >= cfg.min_samples && stats::rel_half_width(&samples) <= cfg.noise_target {
             break StopReason::NoiseTarget;
         }
         if samples.len() >= cfg.max_samples {

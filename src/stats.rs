@@ -85,6 +85,21 @@ pub fn rel_ci_half_width(samples: &[f64]) -> f64 {
     (hi - lo) / (2.0 * sorted_median(&sorted))
 }
 
+/// The sampler's stop rule: the larger of the median CI's relative half-width (iid, order
+/// statistics) and the batch-means 95 % half-width of the level, 1.96·`batch_means_log_se`, as a
+/// relative width exp(x) − 1. The second keeps autocorrelated samples from stopping the sampler
+/// with an interval far narrower than the truth. NaN (never "narrow enough") for n < 2 or samples
+/// that are not positive.
+pub fn rel_half_width(samples: &[f64]) -> f64 {
+    let ci = rel_ci_half_width(samples);
+    let bm = (Z_95 * batch_means_log_se(samples)).exp_m1();
+    if ci.is_nan() || bm.is_nan() {
+        f64::NAN
+    } else {
+        ci.max(bm)
+    }
+}
+
 /// Summarise samples in seconds. Quantiles come from an hdrhistogram of nanoseconds at three
 /// significant digits (0.1 %); the median and its CI from the exact sorted samples.
 pub fn summarize(samples: &[f64]) -> Summary {
@@ -312,6 +327,35 @@ mod tests {
             .collect();
         let ratio = median(&ratios);
         assert!((ratio - 1.0).abs() < 0.1, "median ratio {ratio}");
+    }
+
+    #[test]
+    fn stop_rule_takes_the_wider_interval() {
+        let mut rng = StdRng::seed_from_u64(5);
+        // Correlated: the batch-means width is the wider, so it decides.
+        let drifting = ar1(&mut rng, 300, 0.9, 0.02, -9.0);
+        let (ci, bm) = (
+            rel_ci_half_width(&drifting),
+            (Z_95 * batch_means_log_se(&drifting)).exp_m1(),
+        );
+        assert!(bm > ci, "{bm} {ci}");
+        assert_eq!(rel_half_width(&drifting), bm);
+        // Wide iid samples from a bimodal mix: the median CI is the wider.
+        let bimodal: Vec<f64> = (0..300)
+            .map(|i| if i % 2 == 0 { 1.0 } else { 1.2 })
+            .collect();
+        assert_eq!(rel_half_width(&bimodal), rel_ci_half_width(&bimodal));
+        assert!(rel_half_width(&bimodal) > 0.05);
+        // Never "narrow enough" on nothing or on garbage.
+        for bad in [
+            &[][..],
+            &[1.0][..],
+            &[1.0, -1.0, 1.0][..],
+            &[1.0, f64::NAN, 1.0][..],
+        ] {
+            assert!(rel_half_width(bad).is_nan(), "{bad:?}");
+        }
+        assert_eq!(rel_half_width(&[2.0; 20]), 0.0);
     }
 
     #[test]
