@@ -251,6 +251,85 @@ fn ci_log_se(ci_low_s: f64, ci_high_s: f64) -> f64 {
     (ci_high_s / ci_low_s).ln() / (2.0 * Z_95)
 }
 
+/// A gap between modes must be at least this many pooled within-mode standard deviations.
+pub const MODE_GAP_SDS: f64 = 6.0;
+/// Floor of that pooled sd, in log units (0.5 %): identical values cannot make a gap significant.
+pub const MODE_SD_FLOOR: f64 = 0.005;
+/// Smallest gap between modes, in log units (≈ 10.5 %): below it a second mode is noise to a gate
+/// whose threshold is 5 %.
+pub const MODE_MIN_GAP: f64 = 0.10;
+/// Most groups `modes` returns.
+pub const MAX_MODES: usize = 3;
+
+/// Groups of processes that settle at clearly different speeds, from their run medians (positive
+/// seconds, one per process): indices, each group sorted, groups fastest first. One group — no
+/// split — is the common case.
+///
+/// On ln values, sorted, a group is split at its largest gap between consecutive values among
+/// the places that leave both sides at least 2 values (one outlier is not a mode), when the gap
+/// is at least `MODE_GAP_SDS` (6) times the pooled within-side sd (n − 2 df), that sd floored
+/// at `MODE_SD_FLOOR` (0.005), and at least `MODE_MIN_GAP` (0.10, ≈ 10.5 %). Groups split again
+/// the same way, the largest qualifying gap of all groups first, up to `MAX_MODES` (3) groups.
+/// A side that still holds two modes has a large sd, so three modes are found only when one
+/// pair of them lies much closer together than the third: three evenly spaced ones stay one
+/// group. With 6 sds of 1 % noise a spurious split of 10 unimodal values is far rarer than 1 in
+/// 1 000; the 0.10 floor dominates the sd test whenever the pooled sd is under 1/60.
+///
+/// Empty input gives no groups; input with a value that is not positive and finite gives one
+/// group of everything (nothing to measure gaps on).
+pub fn modes(values: &[f64]) -> Vec<Vec<usize>> {
+    if values.is_empty() {
+        return Vec::new();
+    }
+    let logs: Vec<f64> = values.iter().map(|v| v.ln()).collect();
+    if logs.iter().any(|l| !l.is_finite()) {
+        return vec![(0..values.len()).collect()];
+    }
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| logs[a].total_cmp(&logs[b]).then(a.cmp(&b)));
+    let sorted: Vec<f64> = order.iter().map(|&i| logs[i]).collect();
+    // Groups are ranges of `sorted`, kept in order, so they stay fastest first.
+    let mut groups = vec![0..sorted.len()];
+    while groups.len() < MAX_MODES {
+        let best = groups
+            .iter()
+            .enumerate()
+            .filter_map(|(g, r)| {
+                mode_split(&sorted[r.clone()]).map(|(at, gap)| (g, r.start + at, gap))
+            })
+            .max_by(|a, b| a.2.total_cmp(&b.2));
+        let Some((g, at, _)) = best else { break };
+        let r = groups[g].clone();
+        groups.splice(g..=g, [r.start..at, at..r.end]);
+    }
+    groups
+        .into_iter()
+        .map(|r| {
+            let mut idx = order[r].to_vec();
+            idx.sort_unstable();
+            idx
+        })
+        .collect()
+}
+
+/// Where a sorted group of logs splits under the `modes` rule, if it does: the index of the
+/// first value of the upper side, and the gap.
+fn mode_split(sorted: &[f64]) -> Option<(usize, f64)> {
+    let n = sorted.len();
+    if n < 4 {
+        return None;
+    }
+    let gap = |at: usize| sorted[at] - sorted[at - 1];
+    let at = (2..=n - 2).max_by(|&a, &b| gap(a).total_cmp(&gap(b)))?;
+    let ss = |side: &[f64]| {
+        let m = mean(side);
+        side.iter().map(|x| (x - m).powi(2)).sum::<f64>()
+    };
+    let pooled = ((ss(&sorted[..at]) + ss(&sorted[at..])) / (n - 2) as f64).sqrt();
+    let g = gap(at);
+    (g >= MODE_GAP_SDS * pooled.max(MODE_SD_FLOOR) && g >= MODE_MIN_GAP).then_some((at, g))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,6 +435,88 @@ mod tests {
             assert!(rel_half_width(bad).is_nan(), "{bad:?}");
         }
         assert_eq!(rel_half_width(&[2.0; 20]), 0.0);
+    }
+
+    /// `centres[i]` seconds with lognormal noise of relative sd `cv`, `counts[i]` of each.
+    fn clusters(rng: &mut StdRng, centres: &[f64], counts: &[usize], cv: f64) -> Vec<f64> {
+        let mut out = Vec::new();
+        for (&c, &k) in centres.iter().zip(counts) {
+            for _ in 0..k {
+                let z: f64 = StandardNormal.sample(rng);
+                out.push(c * (cv * z).exp());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn one_speed_is_one_mode() {
+        let mut rng = StdRng::seed_from_u64(21);
+        let v = clusters(&mut rng, &[1e-3], &[10], 0.01);
+        assert_eq!(modes(&v), vec![(0..10).collect::<Vec<_>>()]);
+        // One process at 2× is an outlier, not a mode: each side needs two.
+        let mut v = clusters(&mut rng, &[1e-3], &[10], 0.01);
+        v[4] *= 2.0;
+        assert_eq!(modes(&v).len(), 1);
+    }
+
+    #[test]
+    fn two_speeds_are_two_modes() {
+        let mut rng = StdRng::seed_from_u64(22);
+        // The lavapipe pattern: 3 processes settle at 0.353 ms, 7 at 0.642 ms; interleaved.
+        let mut v = clusters(&mut rng, &[0.353e-3, 0.642e-3], &[3, 7], 0.01);
+        let fast: Vec<usize> = vec![1, 5, 8];
+        let mut perm: Vec<usize> = fast.clone();
+        perm.extend((0..10).filter(|i| !fast.contains(i)));
+        let mut placed = vec![0.0; 10];
+        for (slot, &value) in perm.iter().zip(&v) {
+            placed[*slot] = value;
+        }
+        v = placed;
+        assert_eq!(modes(&v), vec![fast, vec![0, 2, 3, 4, 6, 7, 9]]);
+    }
+
+    #[test]
+    fn three_speeds_are_three_modes_and_no_more() {
+        let mut rng = StdRng::seed_from_u64(23);
+        let v = clusters(&mut rng, &[1e-3, 1.25e-3, 4e-3], &[3, 3, 4], 0.01);
+        assert_eq!(
+            modes(&v),
+            vec![vec![0, 1, 2], vec![3, 4, 5], vec![6, 7, 8, 9]]
+        );
+        // Four would qualify; the smallest gap stays unsplit.
+        let v = clusters(&mut rng, &[1.0, 1.25, 8.0, 1e5], &[2, 2, 2, 2], 0.01);
+        assert_eq!(modes(&v), vec![vec![0, 1, 2, 3], vec![4, 5], vec![6, 7]]);
+        // The documented limit: evenly spaced modes (×1.5 apart) leave a side with two of them,
+        // whose sd hides the gap, so nothing splits.
+        let v = clusters(&mut rng, &[1e-3, 1.5e-3, 2.25e-3], &[3, 3, 4], 0.01);
+        assert_eq!(modes(&v).len(), 1);
+    }
+
+    #[test]
+    fn unimodal_runs_are_almost_never_split() {
+        let mut rng = StdRng::seed_from_u64(24);
+        let mut split = 0;
+        for i in 0..1000 {
+            let cv = 0.005 + 0.045 * f64::from(i) / 999.0;
+            let v = clusters(&mut rng, &[1e-3], &[10], cv);
+            split += usize::from(modes(&v).len() > 1);
+        }
+        eprintln!("{split} of 1000 unimodal sets split");
+        assert!(split <= 5, "{split} of 1000 unimodal sets split");
+    }
+
+    #[test]
+    fn modes_edges() {
+        assert!(modes(&[]).is_empty());
+        assert_eq!(modes(&[1.0]), vec![vec![0]]);
+        assert_eq!(modes(&[1.0, 1.0, 2.0, 2.0]), vec![vec![0, 1], vec![2, 3]]);
+        assert_eq!(modes(&[1.0, 1.0, 1.05, 1.05]).len(), 1); // under the 0.10 floor
+        assert_eq!(
+            modes(&[1.0, 1.0, 2.0, f64::NAN, 2.0]),
+            vec![vec![0, 1, 2, 3, 4]]
+        );
+        assert_eq!(modes(&[1.0, 0.0, 2.0, 2.0]).len(), 1);
     }
 
     #[test]
