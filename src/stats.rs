@@ -3,7 +3,7 @@
 //! always kept beside what is derived from them.
 
 use serde::{Deserialize, Serialize};
-use statrs::distribution::{ContinuousCDF, StudentsT};
+use statrs::distribution::{Beta, ContinuousCDF, StudentsT};
 
 /// Confidence level of the median's interval.
 pub const CI_LEVEL: f64 = 0.95;
@@ -330,6 +330,24 @@ fn mode_split(sorted: &[f64]) -> Option<(usize, f64)> {
     (g >= MODE_GAP_SDS * pooled.max(MODE_SD_FLOOR) && g >= MODE_MIN_GAP).then_some((at, g))
 }
 
+/// One-sided exact (Clopper–Pearson) upper confidence bound of a binomial proportion after `k`
+/// events in `n` trials: the p at which seeing k or fewer has probability 1 − `confidence`, the
+/// `confidence` quantile of Beta(k + 1, n − k). Exact rather than normal-approximate because
+/// the counts this bounds (false alarms in a few hundred simulated checks) are near 0, where
+/// the normal interval collapses to nothing. 1 when k = n (including n = 0: nothing observed);
+/// NaN for k > n or a confidence outside [0, 1].
+pub fn clopper_pearson_upper(k: usize, n: usize, confidence: f64) -> f64 {
+    if k > n || !(0.0..=1.0).contains(&confidence) {
+        return f64::NAN;
+    }
+    if k == n {
+        return 1.0;
+    }
+    Beta::new((k + 1) as f64, (n - k) as f64)
+        .map(|b| b.inverse_cdf(confidence))
+        .unwrap_or(f64::NAN)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -517,6 +535,52 @@ mod tests {
             vec![vec![0, 1, 2, 3, 4]]
         );
         assert_eq!(modes(&[1.0, 0.0, 2.0, 2.0]).len(), 1);
+    }
+
+    /// P(X ≤ k) for X ~ Binomial(n, p), summed in log space: an oracle independent of statrs.
+    fn binomial_cdf(k: usize, n: usize, p: f64) -> f64 {
+        let ln_choose = |i: usize| -> f64 {
+            (1..=i)
+                .map(|j| ((n - i + j) as f64).ln() - (j as f64).ln())
+                .sum()
+        };
+        (0..=k)
+            .map(|i| (ln_choose(i) + i as f64 * p.ln() + (n - i) as f64 * (-p).ln_1p()).exp())
+            .sum()
+    }
+
+    #[test]
+    fn clopper_pearson_upper_bounds() {
+        // 0 of n has the closed form 1 − (1 − c)^(1/n).
+        let b = clopper_pearson_upper(0, 20, 0.95);
+        assert!((b - (1.0 - 0.05f64.powf(1.0 / 20.0))).abs() < 1e-12, "{b}");
+        assert_eq!((b * 1e3).round() / 1e3, 0.139);
+        assert!((clopper_pearson_upper(1, 20, 0.95) - 0.2161).abs() < 5e-5);
+        // 1 − 0.05^(1/2000) = 0.0014967; −ln(0.05)/2000 = 0.0014979 is its first-order
+        // approximation, 8e-4 relative above it.
+        let b = clopper_pearson_upper(0, 2000, 0.95);
+        assert!(
+            (b - (1.0 - 0.05f64.powf(1.0 / 2000.0))).abs() < 1e-12,
+            "{b}"
+        );
+        assert!((b - 0.0014967).abs() < 5e-8, "{b}");
+        // The defining property, against an independent binomial sum.
+        for (k, n) in [(1, 20), (3, 50), (10, 200), (5, 2000), (99, 100)] {
+            for c in [0.9, 0.95, 0.99] {
+                let p = clopper_pearson_upper(k, n, c);
+                let tail = binomial_cdf(k, n, p);
+                assert!(
+                    (tail - (1.0 - c)).abs() < 1e-9,
+                    "k={k} n={n} c={c}: P(X≤k)={tail}"
+                );
+            }
+        }
+        assert_eq!(clopper_pearson_upper(20, 20, 0.95), 1.0);
+        assert_eq!(clopper_pearson_upper(0, 0, 0.95), 1.0);
+        assert!(clopper_pearson_upper(21, 20, 0.95).is_nan());
+        assert!(clopper_pearson_upper(1, 20, f64::NAN).is_nan());
+        assert!(clopper_pearson_upper(1, 20, 1.5).is_nan());
+        assert_eq!(clopper_pearson_upper(1, 20, 1.0), 1.0);
     }
 
     #[test]
