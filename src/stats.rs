@@ -38,11 +38,61 @@ pub struct Summary {
     pub lag1: f64,
 }
 
+/// Relative tolerance of `Summary::disagreement`. Recomputation is the same arithmetic, but a
+/// stored value may have passed through serde_json's default float parser, which is not
+/// correctly rounded (the checked-in baselines differ from a recomputation by up to 3 ulps,
+/// 5.6e-16 relative), and `ln` may differ by an ulp between platforms' maths libraries.
+const AGREEMENT_TOLERANCE: f64 = 1e-9;
+
 impl Summary {
     /// Half the CI's width over the median: the sampler's stop criterion.
     pub fn rel_ci_half_width(&self) -> f64 {
         (self.ci_high_s - self.ci_low_s) / (2.0 * self.median_s)
     }
+
+    /// The first field of this (stored) summary that a summary recomputed from the same samples
+    /// contradicts, as "field: stored X, recomputed Y"; None when they agree. `n` must be equal;
+    /// every other field agrees within a relative 1e-9 (`lag1`, a correlation near 0 where
+    /// rounding is large relative to it, on the scale of 1), NaN only with NaN. `log_se` and
+    /// `lag1` stored as exactly 0 are skipped: that is what files written before them read as.
+    pub fn disagreement(&self, recomputed: &Summary) -> Option<String> {
+        if self.n != recomputed.n {
+            return Some(format!("n: stored {}, recomputed {}", self.n, recomputed.n));
+        }
+        let (a, b) = (self, recomputed);
+        // (name, stored, recomputed, smallest scale, skipped when stored as 0)
+        let fields = [
+            ("median_s", a.median_s, b.median_s, 0.0, false),
+            ("mean_s", a.mean_s, b.mean_s, 0.0, false),
+            ("min_s", a.min_s, b.min_s, 0.0, false),
+            ("max_s", a.max_s, b.max_s, 0.0, false),
+            ("p05_s", a.p05_s, b.p05_s, 0.0, false),
+            ("p25_s", a.p25_s, b.p25_s, 0.0, false),
+            ("p75_s", a.p75_s, b.p75_s, 0.0, false),
+            ("p95_s", a.p95_s, b.p95_s, 0.0, false),
+            ("p99_s", a.p99_s, b.p99_s, 0.0, false),
+            ("iqr_rel", a.iqr_rel, b.iqr_rel, 0.0, false),
+            ("ci_low_s", a.ci_low_s, b.ci_low_s, 0.0, false),
+            ("ci_high_s", a.ci_high_s, b.ci_high_s, 0.0, false),
+            ("log_se", a.log_se, b.log_se, 0.0, true),
+            ("lag1", a.lag1, b.lag1, 1.0, true),
+        ];
+        fields
+            .into_iter()
+            .filter(|&(_, stored, _, _, optional)| !(optional && stored == 0.0))
+            .find(|&(_, stored, re, scale, _)| !agree(stored, re, scale))
+            .map(|(name, stored, re, _, _)| format!("{name}: stored {stored:e}, recomputed {re:e}"))
+    }
+}
+
+/// Equal within `AGREEMENT_TOLERANCE` of the larger magnitude (at least `scale`); non-finite
+/// values only agree with themselves (NaN with NaN).
+fn agree(stored: f64, recomputed: f64, scale: f64) -> bool {
+    if !stored.is_finite() || !recomputed.is_finite() {
+        return stored == recomputed || (stored.is_nan() && recomputed.is_nan());
+    }
+    let size = stored.abs().max(recomputed.abs()).max(scale);
+    (stored - recomputed).abs() <= AGREEMENT_TOLERANCE * size
 }
 
 /// Median of a slice (not necessarily sorted).
@@ -581,6 +631,109 @@ mod tests {
         assert!(clopper_pearson_upper(1, 20, f64::NAN).is_nan());
         assert!(clopper_pearson_upper(1, 20, 1.5).is_nan());
         assert_eq!(clopper_pearson_upper(1, 20, 1.0), 1.0);
+    }
+
+    /// Every object holding both a `summary` and its `samples_s`, wherever it sits in the file.
+    fn stored_runs(v: &serde_json::Value, out: &mut Vec<(Summary, Vec<f64>)>) {
+        match v {
+            serde_json::Value::Object(o) => {
+                if let (Some(s), Some(samples)) = (o.get("summary"), o.get("samples_s")) {
+                    out.push((
+                        serde_json::from_value(s.clone()).unwrap(),
+                        serde_json::from_value(samples.clone()).unwrap(),
+                    ));
+                }
+                o.values().for_each(|v| stored_runs(v, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| stored_runs(v, out)),
+            _ => {}
+        }
+    }
+
+    /// Baseline files store summaries that a loader recomputes from the raw samples: the fields
+    /// that existed when they were written must come out the same. (Not bit for bit: the files'
+    /// values went through serde_json's float parser, which is off by an ulp at times.)
+    #[test]
+    fn summarize_agrees_with_the_checked_in_baselines() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("baselines");
+        let mut runs = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "json") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                stored_runs(&serde_json::from_str(&text).unwrap(), &mut runs);
+            }
+        }
+        assert!(runs.len() >= 10, "found only {} stored runs", runs.len());
+        let mut worst = 0.0f64;
+        for (stored, samples) in &runs {
+            let s = summarize(samples);
+            assert_eq!(stored.disagreement(&s), None);
+            // Written before log_se and lag1 existed: absent, read as 0, skipped.
+            assert_eq!((stored.log_se, stored.lag1), (0.0, 0.0));
+            for (x, y) in [
+                (stored.median_s, s.median_s),
+                (stored.mean_s, s.mean_s),
+                (stored.p99_s, s.p99_s),
+            ] {
+                worst = worst.max((x / y - 1.0).abs());
+            }
+            // And the new fields of a fresh summary survive the file round trip.
+            let back: Summary = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+            assert_eq!(back.disagreement(&s), None);
+        }
+        eprintln!(
+            "{} stored runs; worst relative difference {worst:e}",
+            runs.len()
+        );
+    }
+
+    #[test]
+    fn disagreement_names_the_first_field_that_differs() {
+        let mut rng = StdRng::seed_from_u64(31);
+        let stored = summarize(&ar1(&mut rng, 100, 0.5, 0.02, -7.0));
+        assert!(stored.log_se > 0.0 && stored.lag1 != 0.0);
+        assert_eq!(stored.disagreement(&stored.clone()), None);
+        let mut re = stored.clone();
+        re.median_s *= 1.0 + 1e-12; // within the tolerance
+        re.lag1 += 1e-12;
+        assert_eq!(stored.disagreement(&re), None);
+        re.median_s = 1.3e-3;
+        re.p99_s *= 2.0;
+        let mut fixed = stored.clone();
+        fixed.median_s = 1.2e-3;
+        assert_eq!(
+            fixed.disagreement(&re).as_deref(),
+            Some("median_s: stored 1.2e-3, recomputed 1.3e-3")
+        );
+        re.n += 1;
+        assert_eq!(
+            stored.disagreement(&re),
+            Some(format!("n: stored {}, recomputed {}", stored.n, re.n))
+        );
+        // New fields: compared when present, skipped when absent (0).
+        let mut re = stored.clone();
+        re.log_se *= 1.01;
+        assert!(stored.disagreement(&re).unwrap().starts_with("log_se: "));
+        let mut re = stored.clone();
+        re.lag1 = 0.1;
+        assert!(stored.disagreement(&re).unwrap().starts_with("lag1: "));
+        let mut old = stored.clone();
+        (old.log_se, old.lag1) = (0.0, 0.0);
+        assert_eq!(old.disagreement(&re), None);
+        // Non-finite values agree only with themselves.
+        let mut odd = stored.clone();
+        odd.iqr_rel = f64::NAN;
+        assert!(odd
+            .disagreement(&stored)
+            .unwrap()
+            .starts_with("iqr_rel: stored NaN"));
+        assert_eq!(odd.disagreement(&odd.clone()), None);
+        let mut re = odd.clone();
+        re.max_s = f64::INFINITY;
+        assert!(odd.disagreement(&re).unwrap().starts_with("max_s: "));
+        let empty = summarize(&[]);
+        assert_eq!(empty.disagreement(&summarize(&[])), None);
     }
 
     #[test]
