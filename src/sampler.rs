@@ -19,6 +19,10 @@ const CHUNK: u32 = 8;
 /// Warm-up is steady when this many consecutive chunk medians agree within `STEADY_TOLERANCE`.
 const STEADY_CHUNKS: usize = 3;
 const STEADY_TOLERANCE: f64 = 0.02;
+/// A run whose discarded timestamp pairs reach this count and exceed a quarter of all pairs it
+/// took fails: a rare wrap costs one sample, timestamps that keep going backwards mean no
+/// sample can be trusted.
+const MIN_DISCARDS_TO_FAIL: u32 = 8;
 /// A batch never grows beyond this many iterations per sample.
 const MAX_BATCH: u32 = 4096;
 /// Host timing includes submit and wait overhead, so its samples must be much longer.
@@ -26,7 +30,8 @@ const HOST_MIN_SAMPLE_S: f64 = 2e-3;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SamplerConfig {
-    /// Stop once the median's 95 % CI half-width over the median is at most this (0.005 = 0.5 %).
+    /// Stop once the level's 95 % half-width over it is at most this (0.005 = 0.5 %), by both the
+    /// median's order-statistic CI and the batch-means interval (see `stats::rel_half_width`).
     pub noise_target: f64,
     pub min_samples: usize,
     pub max_samples: usize,
@@ -94,7 +99,7 @@ pub enum TimingMethod {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StopReason {
-    /// The median's CI reached the noise target.
+    /// The level's interval (median CI and batch means) reached the noise target.
     NoiseTarget,
     SampleCap,
     TimeCap,
@@ -122,6 +127,10 @@ pub struct Measurement {
     pub stop: StopReason,
     /// Seconds per iteration, in the order taken.
     pub samples_s: Vec<f64>,
+    /// Timestamp pairs thrown away (warm-up included) because the pass ended at or before it
+    /// started: a counter wrap or reset. 0 for host timing and in older files.
+    #[serde(default)]
+    pub discarded: u32,
 }
 
 /// What to measure: a prepared instance, its slot count, and optional fixed batch (a check reuses
@@ -158,13 +167,16 @@ pub fn measure(gpu: &Gpu, job: &Job<'_>, cfg: &SamplerConfig) -> Result<Measurem
     let steady = loop {
         let times = timer.samples(CHUNK, batch)?;
         warm_samples += times.len();
-        let per_sample = stats::median(&times);
-        recent.push(per_sample / f64::from(batch));
-        if job.batch.is_none() && per_sample < min_sample_s && batch < MAX_BATCH {
-            let grow = (min_sample_s / per_sample.max(1e-9)).ceil() as u32;
-            batch = batch.saturating_mul(grow.max(2)).min(MAX_BATCH);
-            recent.clear(); // a new batch is a new pass shape: settle again
-            continue;
+        // A chunk whose timestamps were all discarded says nothing; the time caps still apply.
+        if !times.is_empty() {
+            let per_sample = stats::median(&times);
+            recent.push(per_sample / f64::from(batch));
+            if job.batch.is_none() && per_sample < min_sample_s && batch < MAX_BATCH {
+                let grow = (min_sample_s / per_sample.max(1e-9)).ceil() as u32;
+                batch = batch.saturating_mul(grow.max(2)).min(MAX_BATCH);
+                recent.clear(); // a new batch is a new pass shape: settle again
+                continue;
+            }
         }
         let elapsed = started.elapsed().as_secs_f64();
         if recent.len() >= STEADY_CHUNKS && elapsed >= cfg.warmup_min_s {
@@ -191,16 +203,15 @@ pub fn measure(gpu: &Gpu, job: &Job<'_>, cfg: &SamplerConfig) -> Result<Measurem
         steady,
     };
 
-    // Measure until the median's CI is narrow enough, or a cap is hit.
+    // Measure until the level is known to the noise target, or a cap is hit. The median CI alone
+    // assumes independent samples; consecutive ones are correlated, so batch means must agree.
     let started = Instant::now();
     let cap = Duration::from_secs_f64(cfg.max_time_s);
     let mut samples: Vec<f64> = Vec::new();
     let stop = loop {
         let times = timer.samples(CHUNK, batch)?;
         samples.extend(times.iter().map(|t| t / f64::from(batch)));
-        if samples.len() >= cfg.min_samples
-            && stats::rel_ci_half_width(&samples) <= cfg.noise_target
-        {
+        if samples.len() >= cfg.min_samples && stats::rel_half_width(&samples) <= cfg.noise_target {
             break StopReason::NoiseTarget;
         }
         if samples.len() >= cfg.max_samples {
@@ -210,6 +221,14 @@ pub fn measure(gpu: &Gpu, job: &Job<'_>, cfg: &SamplerConfig) -> Result<Measurem
             break StopReason::TimeCap;
         }
     };
+    if timer.discarded > 0 {
+        tracing::warn!(
+            kernel = job.kernel,
+            discarded = timer.discarded,
+            taken = timer.taken,
+            "GPU timestamp pairs that did not advance were discarded"
+        );
+    }
     Ok(Measurement {
         timing: timer.method(),
         batch,
@@ -218,7 +237,31 @@ pub fn measure(gpu: &Gpu, job: &Job<'_>, cfg: &SamplerConfig) -> Result<Measurem
         warmup,
         stop,
         samples_s: samples,
+        discarded: timer.discarded,
     })
+}
+
+/// Seconds per pass from resolved (start, end) tick pairs, and how many pairs were discarded
+/// because the end is not after the start (a counter wrap or reset: no duration can be read
+/// from such a pair, and one bad pair should not cost the run).
+fn pass_seconds(ticks: &[u64], period_ns: f64) -> (Vec<f64>, u32) {
+    let mut out = Vec::with_capacity(ticks.len() / 2);
+    let mut discarded = 0u32;
+    for pair in ticks.chunks_exact(2) {
+        if pair[1] <= pair[0] {
+            discarded = discarded.saturating_add(1);
+        } else {
+            out.push((pair[1] - pair[0]) as f64 * period_ns * 1e-9);
+        }
+    }
+    (out, discarded)
+}
+
+/// Whether a run's timestamps are too unreliable to go on: at least `MIN_DISCARDS_TO_FAIL`
+/// discarded pairs and more than a quarter of all pairs taken. Checked after every chunk, so a
+/// timer that always goes backwards fails after its first chunk instead of looping.
+fn timestamps_unreliable(discarded: u32, taken: u32) -> bool {
+    discarded >= MIN_DISCARDS_TO_FAIL && u64::from(discarded) * 4 > u64::from(taken)
 }
 
 /// Encodes samples and times them, with GPU timestamps where the adapter has them.
@@ -227,6 +270,9 @@ struct Timer<'a> {
     job: &'a Job<'a>,
     queries: Option<Queries>,
     next_slot: usize,
+    /// Timestamp pairs read, and those of them discarded, over the whole run.
+    taken: u32,
+    discarded: u32,
 }
 
 struct Queries {
@@ -267,6 +313,8 @@ impl<'a> Timer<'a> {
             job,
             queries,
             next_slot: 0,
+            taken: 0,
+            discarded: 0,
         }
     }
 
@@ -307,7 +355,8 @@ impl<'a> Timer<'a> {
         }
     }
 
-    /// Seconds taken by each of `count` samples of `batch` iterations.
+    /// Seconds taken by each of `count` samples of `batch` iterations; with timestamps, fewer
+    /// when pairs were discarded (see `pass_seconds`), and an error once they are unreliable.
     fn samples(&mut self, count: u32, batch: u32) -> Result<Vec<f64>> {
         if self.queries.is_none() {
             return (0..count).map(|_| self.host_sample(batch)).collect();
@@ -322,16 +371,16 @@ impl<'a> Timer<'a> {
         self.gpu.queue.submit([encoder.finish()]);
         let bytes = self.gpu.read_mapped(self.job.kernel, &q.readback)?;
         let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&bytes);
-        let period_ns = q.period_ns;
-        let mut out = Vec::with_capacity(count as usize);
-        for pair in ticks.chunks_exact(2).take(count as usize) {
-            if pair[1] <= pair[0] {
-                return Err(self.gpu_err(format!(
-                    "GPU timestamps did not advance across a pass ({} → {})",
-                    pair[0], pair[1]
-                )));
-            }
-            out.push((pair[1] - pair[0]) as f64 * period_ns * 1e-9);
+        let ticks = &ticks[..ticks.len().min(2 * count as usize)];
+        let (out, discarded) = pass_seconds(ticks, q.period_ns);
+        self.taken = self.taken.saturating_add((ticks.len() / 2) as u32);
+        self.discarded = self.discarded.saturating_add(discarded);
+        if timestamps_unreliable(self.discarded, self.taken) {
+            return Err(self.gpu_err(format!(
+                "GPU timestamps are unreliable: {} of {} timestamp pairs ended at or before \
+                 they started and were discarded",
+                self.discarded, self.taken
+            )));
         }
         Ok(out)
     }
@@ -343,5 +392,39 @@ impl<'a> Timer<'a> {
         self.gpu.queue.submit([encoder.finish()]);
         self.gpu.wait(self.job.kernel)?;
         Ok(start.elapsed().as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_that_do_not_advance_are_discarded() {
+        // 1 ns ticks: 100 ns, a wrap (end < start), a stall (end = start), 300 ns.
+        let ticks = [1000, 1100, u64::MAX - 5, 10, 7, 7, 2000, 2300];
+        let (seconds, discarded) = pass_seconds(&ticks, 1.0);
+        assert_eq!(discarded, 2);
+        assert_eq!(seconds, vec![100.0 * 1e-9, 300.0 * 1e-9]);
+        let (seconds, discarded) = pass_seconds(&[5, 5, 9, 1], 1.0);
+        assert!(seconds.is_empty());
+        assert_eq!(discarded, 2);
+        assert_eq!(pass_seconds(&[], 1.0), (vec![], 0));
+        // A trailing odd tick is no pair.
+        assert_eq!(pass_seconds(&[1, 3, 4], 2.0), (vec![2.0 * 2.0 * 1e-9], 0));
+    }
+
+    #[test]
+    fn a_run_fails_only_when_many_and_more_than_a_quarter_are_discarded() {
+        // Rare wraps cost a sample each.
+        assert!(!timestamps_unreliable(0, 8));
+        assert!(!timestamps_unreliable(7, 8)); // a bad first chunk, but fewer than 8
+        assert!(!timestamps_unreliable(8, 32)); // exactly a quarter
+        assert!(!timestamps_unreliable(100, 400));
+        // A timer that always goes backwards fails on its first full chunk.
+        assert!(timestamps_unreliable(8, 8));
+        assert!(timestamps_unreliable(9, 32));
+        assert!(timestamps_unreliable(101, 400));
+        assert!(timestamps_unreliable(u32::MAX, u32::MAX));
     }
 }
