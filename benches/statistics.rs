@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use gpugate::compare::{self, Policy, RunMedians};
+use gpugate::compare::{self, Design, Model, Policy, RunMedians};
 use gpugate::stats;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -34,13 +34,24 @@ fn bench_compare(c: &mut Criterion) {
     let base: Vec<_> = (0..10)
         .map(|i| stats::summarize(&samples(200, i)))
         .collect();
-    let cur = [stats::summarize(&samples(200, 99))];
+    let cur: Vec<_> = (0..3)
+        .map(|i| stats::summarize(&samples(200, 99 + i)))
+        .collect();
     let (base, cur) = (
-        RunMedians::from_summaries(&base),
+        Model::fit(&RunMedians::from_summaries(&base), &[0; 10]),
         RunMedians::from_summaries(&cur),
     );
-    c.bench_function("compare/10_vs_1_runs", |b| {
+    c.bench_function("compare/10_vs_3_runs", |b| {
         b.iter(|| compare::compare(&base, &cur, Policy::default()))
+    });
+    // Quoted per kernel in every check's table: it must stay cheap.
+    let design = Design {
+        check_runs: 3,
+        confirm_runs: 5,
+        family: 20,
+    };
+    c.bench_function("detectable_slowdown/default_design", |b| {
+        b.iter(|| compare::detectable_slowdown(&base, design, Policy::default(), 0.95))
     });
 }
 

@@ -33,6 +33,7 @@ fn main() {
             batch: None,
             repeat: 1,
             timing: None,
+            slots: None,
         });
     }
     let result =

@@ -165,6 +165,11 @@ impl RunMedians {
     }
 }
 
+/// Root mean square from a sum of squares over `n` values.
+fn rms(sum_of_squares: f64, n: usize) -> f64 {
+    (sum_of_squares / n.max(1) as f64).sqrt()
+}
+
 fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len() as f64
 }
@@ -191,7 +196,8 @@ pub struct Model {
     tau2: f64,
     df_tau: usize,
     sessions: usize,
-    /// Largest within-run standard error among the baseline's runs.
+    /// Sum of squared within-run standard errors of the baseline's runs, and their RMS.
+    within_ss: f64,
     within: f64,
     runs: usize,
     valid: bool,
@@ -252,7 +258,8 @@ impl Model {
                 logs.len().saturating_sub(centers.len()),
             )
         };
-        let within = baseline.within_log_se.iter().fold(0.0f64, |a, &b| a.max(b));
+        let within_ss: f64 = baseline.within_log_se.iter().map(|s| s * s).sum();
+        let within = rms(within_ss, logs.len());
         // Session means vary by τ² plus their own run noise σ²/n_s: subtract that part.
         let (tau2, df_tau) = if s >= 2 && df > 0 {
             let means: Vec<f64> = session_means.iter().map(|m| m.0).collect();
@@ -278,6 +285,7 @@ impl Model {
             tau2,
             df_tau,
             sessions: s,
+            within_ss,
             within,
             runs: logs.len(),
             valid,
@@ -439,11 +447,13 @@ fn estimate(model: &Model, current: &RunMedians) -> Estimate {
     } else {
         0.0
     };
-    // A run median is never more certain than its own sampling error.
-    let within = current
-        .within_log_se
-        .iter()
-        .fold(model.within, |a, &b| a.max(b));
+    // A run median is never more certain than its own sampling error: the floor is the
+    // within-run error of a typical run (root mean square over both sides), not the worst run's,
+    // which one drifting run would let blunt the whole comparison.
+    let within = rms(
+        model.within_ss + current.within_log_se.iter().map(|s| s * s).sum::<f64>(),
+        model.runs + m,
+    );
     let s = pooled.sqrt().max(within);
     // Var(d) = σ²·(1/m + Σ_k (c_k/m)²/n_k) + τ²·(1 + 1/S): the current runs, the centres of the
     // modes they were judged against, and a new session's offset plus the baseline's mean one.

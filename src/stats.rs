@@ -401,24 +401,6 @@ pub fn clopper_pearson_upper(k: usize, n: usize, confidence: f64) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-impl Summary {
-    /// PLACEHOLDER until wip-stats lands.
-    pub fn disagreement(&self, recomputed: &Summary) -> Option<String> {
-        (self.median_s != recomputed.median_s).then(|| "median_s".into())
-    }
-}
-
-/// PLACEHOLDER until wip-stats lands.
-pub fn clopper_pearson_upper(k: usize, n: usize, confidence: f64) -> f64 {
-    let _ = (k, confidence);
-    1.0 / n as f64
-}
-
-/// PLACEHOLDER until wip-stats lands: one mode.
-pub fn modes(values: &[f64]) -> Vec<Vec<usize>> {
-    vec![(0..values.len()).collect()]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

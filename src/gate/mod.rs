@@ -237,13 +237,13 @@ pub fn check(choice: &AdapterChoice, opts: &CheckOptions) -> Result<Report> {
                 ),
             ));
         }
-        match &k.kernel_hash {
-            Some(h) if *h != workload::kernel_hash(kernel) => changed.push(k.key.clone()),
-            _ => {}
-        }
         match supported(&gpu, kernel, &k.params) {
-            Ok(()) => chosen.push((i, k)),
             Err(u) => unsupported.push(u),
+            // Only code that would run here must be what the baseline measured.
+            Ok(()) => match &k.kernel_hash {
+                Some(h) if *h != workload::kernel_hash(kernel) => changed.push(k.key.clone()),
+                _ => chosen.push((i, k)),
+            },
         }
     }
     for name in &opts.measure.kernels {
@@ -298,10 +298,15 @@ pub fn check(choice: &AdapterChoice, opts: &CheckOptions) -> Result<Report> {
         let per_run: Vec<_> = results.iter().map(|r| &r.kernels[j]).collect();
         let current = RunMedians::from_summaries(per_run.iter().map(|r| &r.summary));
         let mut c = compare::compare(&k.model(), &current, policy_of(k));
-        if let Some(why) = per_run.iter().find_map(|r| telemetry::contended(&r.telemetry)) {
+        if let Some(why) = per_run
+            .iter()
+            .find_map(|r| telemetry::contended(&r.telemetry))
+        {
             c.set_inconclusive(
                 Reason::Contended,
-                format!("the GPU was busy with other work around a run, so it is not judged: {why}"),
+                format!(
+                    "the GPU was busy with other work around a run, so it is not judged: {why}"
+                ),
             );
         } else if let Some(n) = per_run.iter().position(|r| !r.measurement.warmup.steady) {
             c.set_inconclusive(

@@ -211,7 +211,7 @@ fn usage_errors_are_exit_2() {
             "--kernel-threshold",
         ),
         (vec!["record", "--runs", "1"], "--runs 1: at least 2 needed"),
-        (vec!["check", "--runs", "0"], "--runs 0: at least 1 needed"),
+        (vec!["check", "--runs", "2"], "--runs 2: at least 3 needed"),
         (
             vec!["check", "--record-missing", "--record-runs", "1"],
             "--record-runs 1: at least 2 needed",

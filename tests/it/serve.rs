@@ -610,6 +610,12 @@ async fn metrics_use_the_text_format_and_bounded_labels() {
                 "hostname" => assert_eq!(v, "node-a"),
                 "kernel" => assert!(kernels.contains(v), "kernel {v} in {s:?}"),
                 "verdict" => assert!(verdict_names.contains(&v.as_str()), "{s:?}"),
+                "reason" => assert!(
+                    gpugate::compare::Reason::ALL
+                        .iter()
+                        .any(|r| r.as_str() == v.as_str()),
+                    "{s:?}"
+                ),
                 "result" => assert!(results.contains(&v.as_str()), "{s:?}"),
                 "version" => assert_eq!(s.name, "gpugate_build_info"),
                 "le" => assert!(s.name.ends_with("_bucket"), "{s:?}"),
@@ -717,8 +723,6 @@ impl Server {
                 &format!("127.0.0.1:{port}"),
                 "--kernel",
                 "copy",
-                "--runs",
-                "1",
             ])
             .args(["--threshold", crate::MECHANICS_THRESHOLD, "--baselines"])
             .arg(baseline)

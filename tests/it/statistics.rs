@@ -145,10 +145,14 @@ fn a_suite_of_20_kernels_false_alarms_at_most_1_percent() {
         rate <= 0.01,
         "suite A/A false-alarm rate {rate} ({alarms}/{SUITES})"
     );
-    // The confirmation round stays cheap on an unchanged node.
+    // The confirmation round stays cheap on an unchanged node: about one kernel in ten is
+    // re-measured (at CV 5 % half the threshold is only 0.7 sd of round 1's difference).
     let per_suite = suspects as f64 / SUITES as f64;
+    eprintln!(
+        "A/A: {alarms}/{SUITES} suites with a false alarm, {per_suite:.2} suspects per suite"
+    );
     assert!(
-        per_suite < 2.0,
+        per_suite < 3.0,
         "{per_suite} suspects re-measured per A/A suite"
     );
 }
@@ -179,6 +183,7 @@ fn twice_the_calibrated_detectable_slowdown_is_caught_and_only_that_kernel_is_na
         trials += 1;
     }
     let (caught, others) = (caught as f64 / trials as f64, others as f64 / trials as f64);
+    eprintln!("2× detectable on one kernel: caught {caught}, another kernel named {others}");
     assert!(caught >= 0.95, "caught {caught}");
     assert!(others <= 0.01, "another kernel named in {others} of suites");
 }
@@ -223,6 +228,13 @@ fn a_bimodal_kernel_passes_inside_its_modes_and_fails_in_a_third() {
         caught += usize::from(judged[0].comparison.verdict == Verdict::Regression);
     }
     let rate = |n: usize| n as f64 / trials as f64;
+    eprintln!(
+        "bimodal: two modes found {}, A/A pass {}, A/A alarm {}, third mode caught {}",
+        rate(seen_two_modes),
+        rate(passed),
+        rate(alarms),
+        rate(caught)
+    );
     // Two modes are found unless 9 or 10 of 10 processes landed in one (2 % of recordings).
     assert!(
         rate(seen_two_modes) >= 0.95,
@@ -310,6 +322,7 @@ fn the_detectable_slowdown_is_detected_95_percent_of_the_time() {
         caught += usize::from(!regressed(&check_suite(&mut rng, &kernels, &baselines)).is_empty());
     }
     let rate = caught as f64 / trials as f64;
+    eprintln!("detectable {ratio:.4}× detected {rate}");
     // Binomial sd at 95 % over 4000 trials is 0.34 points.
     assert!(
         (0.935..=0.965).contains(&rate),
