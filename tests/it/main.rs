@@ -27,8 +27,16 @@
 //!   and bounded labels on a real check report), its history store, and the real binary:
 //!   SIGTERM, kill -9 and restart, a device without a baseline (ready, `no_baseline`, nothing
 //!   recorded); promtool accepts /metrics and a real Prometheus scrapes it.
-//! - `statistics`: false-alarm and detection rates of the comparison on simulated noise, and the
-//!   detectable-slowdown figure against the rate the comparison really reaches.
+//! - `statistics`: the decision rule on seeded simulated suites (autocorrelated samples,
+//!   between-process shifts, speed modes): 2 000 A/A suites of 20 kernels false-alarm ≤ 1 %;
+//!   twice the calibrated detectable slowdown is caught ≥ 95 % and only that kernel is named; a
+//!   bimodal kernel passes inside its modes and fails in a third; the detectable slowdown is
+//!   detected 95 % of the time.
+//! - `trust`: five cross-process A/A checks name no regression; a baseline doctored to 0.2× on
+//!   copy fails copy only (confirmed in its own fresh processes); summaries that disagree with
+//!   their raw samples are exit 2, a rewritten kernel exit 3, a timing method unlike the
+//!   baseline's exit 2; a version-1 file still gates; a driver change is reported (warn) or never
+//!   passes (fail); `record --append` adds a session; `calibrate` reports.
 //! - `scripts`: `scripts/ensure-rust` on a stub machine (keeps a new cargo, installs Debian's
 //!   cargo-web over an old or missing one, adds clippy/rustfmt the toolchain's way, or stops
 //!   naming the commands to run); shellcheck passes on `scripts/` and `.ci/run`.
@@ -41,6 +49,7 @@ mod scripts;
 mod serve;
 mod shaders;
 mod statistics;
+mod trust;
 
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
