@@ -144,6 +144,22 @@ impl BaselineKernel {
 }
 
 impl Baseline {
+    /// The drivers `kernel`'s runs were recorded with (several after `record --append`).
+    pub fn drivers_of(&self, kernel: &BaselineKernel) -> Vec<String> {
+        let mut drivers: Vec<String> = kernel
+            .runs
+            .iter()
+            .map(|r| {
+                self.sessions
+                    .get(r.session as usize)
+                    .map_or_else(|| self.fingerprint.driver_string(), |s| s.driver.clone())
+            })
+            .collect();
+        drivers.sort();
+        drivers.dedup();
+        drivers
+    }
+
     /// The session a new recording on `fingerprint` becomes.
     fn new_session(&mut self, fingerprint: &Fingerprint, gpugate_version: &str) -> u32 {
         self.sessions.push(Session {
@@ -397,6 +413,13 @@ pub fn load(path: &Path) -> Result<Baseline> {
         // Version 1: every run was one recording.
         baseline.sessions = vec![v1_session(&baseline)];
     }
+    // What the gate uses is what the samples give, including fields a stored summary lacks
+    // (version 1 had no autocorrelation-aware error); `validate` showed the rest agrees.
+    for k in &mut baseline.kernels {
+        for run in &mut k.runs {
+            run.summary = stats::summarize(&run.samples_s);
+        }
+    }
     Ok(baseline)
 }
 
@@ -454,8 +477,11 @@ fn validate(b: &Baseline) -> Result<(), (String, String)> {
         }
         check_threshold(at("threshold_pct"), k.threshold_pct)?;
         positive(at("median_s"), k.median_s)?;
-        if k.batch == 0 || k.slots == 0 {
-            return Err((at("batch"), "batch and slots must be at least 1".into()));
+        if k.batch == 0 {
+            return Err((at("batch"), "must be at least 1".into()));
+        }
+        if k.slots == 0 {
+            return Err((at("slots"), "must be at least 1".into()));
         }
         if k.runs.len() < MIN_RUNS {
             return Err((

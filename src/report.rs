@@ -408,7 +408,7 @@ fn write_bootstrap(b: &Bootstrap, out: &mut dyn Write) -> io::Result<()> {
          kernel){}:",
         b.recorded_runs,
         if b.self_checked {
-            ", then checked against in a fresh process; the table above is that self-check"
+            ", then checked against in fresh processes; the table above is that self-check"
         } else {
             ""
         }

@@ -129,7 +129,15 @@ pub fn run_in_process(gpu: &Gpu, plan: &Plan) -> Result<RunResult> {
             repeat: item.repeat.max(1),
             timing: item.timing,
         };
-        let before = probe.sample();
+        let mut before = probe.sample();
+        if !kernels.is_empty() {
+            // NVML averages utilisation over up to a second: after our own previous kernel it
+            // would read as someone else's load.
+            if let Some(b) = before.as_mut() {
+                b.gpu_util_pct = None;
+                b.mem_util_pct = None;
+            }
+        }
         let (measurement, verification) = gpu.scoped(&key, || {
             let measurement = sampler::measure(gpu, &job, &plan.sampler)?;
             Ok((measurement, prepared.verify(gpu)?))

@@ -277,6 +277,23 @@ pub fn log_lag1(samples: &[f64]) -> f64 {
     dev.windows(2).map(|w| w[0] * w[1]).sum::<f64>() / var
 }
 
+/// Interquartile range over the median of a few values (exact order statistics, linear
+/// interpolation); 0 for fewer than two.
+pub fn iqr_rel(values: &[f64]) -> f64 {
+    if values.len() < 2 {
+        return 0.0;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        let pos = q * (v.len() - 1) as f64;
+        let (i, frac) = (pos.floor() as usize, pos.fract());
+        let next = v[(i + 1).min(v.len() - 1)];
+        v[i] + frac * (next - v[i])
+    };
+    (at(0.75) - at(0.25)) / sorted_median(&v)
+}
+
 /// Sample standard deviation (n − 1) of natural logs: the relative spread of positive values.
 pub fn log_sd(values: &[f64]) -> Option<f64> {
     if values.len() < 2 {

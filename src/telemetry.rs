@@ -310,8 +310,15 @@ fn our_pids() -> Vec<u32> {
 }
 
 fn others(pids: impl IntoIterator<Item = u32>, ours: &[u32]) -> Vec<u32> {
-    let others: BTreeSet<u32> = pids.into_iter().filter(|p| !ours.contains(p)).collect();
-    others.into_iter().collect()
+    let all: BTreeSet<u32> = pids.into_iter().collect();
+    let others: Vec<u32> = all.iter().copied().filter(|p| !ours.contains(p)).collect();
+    if all.iter().any(|p| ours.contains(p)) || others.len() > 1 {
+        return others;
+    }
+    // None of NVML's PIDs is ours: in a container without the host's PID namespace (a pod
+    // without hostPID) NVML reports host PIDs. This process holds the GPU while it measures, so
+    // a single unknown PID is presumably us; only more than one is someone else.
+    vec![]
 }
 
 /// A PCI address, `domain:bus:device.function`. wgpu spells it `0000:01:00.0`, NVML
@@ -586,6 +593,9 @@ mod tests {
     fn our_own_processes_are_not_others() {
         assert_eq!(others([7, 3, 100, 7, 42], &[100, 42]), [3, 7]);
         assert!(others([100], &[100, 1]).is_empty());
+        // Host PIDs seen from a container: one is us, two are someone else too.
+        assert!(others([5000], &[100, 1]).is_empty());
+        assert_eq!(others([5000, 6000], &[100, 1]), [5000, 6000]);
         let ours = our_pids();
         assert!(ours.contains(&std::process::id()));
     }

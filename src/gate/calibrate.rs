@@ -72,7 +72,7 @@ pub fn calibrate(choice: &AdapterChoice, opts: &CalibrateOptions) -> Result<Repo
     };
     let mut report = first;
     report.command = "calibrate".into();
-    let wrong = all_wrong(&report, &reports);
+    let wrong = any_wrong(&report, &reports);
     report.outcome = if wrong {
         compare::GateOutcome {
             verdict: Verdict::WrongResult,
@@ -120,7 +120,7 @@ pub fn calibrate(choice: &AdapterChoice, opts: &CalibrateOptions) -> Result<Repo
     Ok(report)
 }
 
-fn all_wrong(first: &Report, rest: &[Report]) -> bool {
+fn any_wrong(first: &Report, rest: &[Report]) -> bool {
     std::iter::once(first)
         .chain(rest)
         .any(|r| r.rows.iter().any(|row| row.verdict == Verdict::WrongResult))

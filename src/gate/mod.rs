@@ -94,6 +94,10 @@ impl CheckOptions {
     /// Everything checkable before a device is opened, with errors naming the option.
     pub fn validate(&self) -> Result<()> {
         at_least("--runs", self.runs, MIN_CHECK_RUNS)?;
+        if self.confirm_runs != 0 {
+            // A confirmation decides a suspect's verdict alone: as many processes as round 1 needs.
+            at_least("--confirm-runs", self.confirm_runs, MIN_CHECK_RUNS)?;
+        }
         if let Some(t) = self.threshold_pct.filter(|t| !(*t > 0.0 && t.is_finite())) {
             return Err(Error::Usage(format!(
                 "--threshold {t}: expected a positive percentage"
@@ -193,21 +197,6 @@ pub fn check(choice: &AdapterChoice, opts: &CheckOptions) -> Result<Report> {
     let key = fingerprint.device_key();
     let (path, base) = baseline::for_device(&opts.baselines, &key)?;
     let mut notes = vec![];
-    let driver_change =
-        (base.fingerprint.driver_string() != fingerprint.driver_string()).then(|| DriverChange {
-            baseline: base.fingerprint.driver_string(),
-            current: fingerprint.driver_string(),
-            policy: opts.on_driver_change,
-        });
-    if let Some(d) = &driver_change {
-        notes.push(format!(
-            "driver differs from the baseline's: recorded with {:?}, running {:?} \
-             (--on-driver-change {})",
-            d.baseline,
-            d.current,
-            d.policy.as_str()
-        ));
-    }
     if base.fingerprint.cpu_model != fingerprint.cpu_model {
         notes.push("host CPU differs from the baseline's".into());
     }
@@ -261,6 +250,29 @@ pub fn check(choice: &AdapterChoice, opts: &CheckOptions) -> Result<Report> {
             changed.join(", "),
             path.display()
         )));
+    }
+    // A driver is known when any session of the kernels checked was recorded with it.
+    let current_driver = fingerprint.driver_string();
+    let mut recorded: Vec<String> = chosen
+        .iter()
+        .flat_map(|(_, k)| base.drivers_of(k))
+        .collect();
+    recorded.sort();
+    recorded.dedup();
+    let driver_change =
+        (!recorded.is_empty() && !recorded.contains(&current_driver)).then(|| DriverChange {
+            baseline: recorded.join(" / "),
+            current: current_driver.clone(),
+            policy: opts.on_driver_change,
+        });
+    if let Some(d) = &driver_change {
+        notes.push(format!(
+            "driver differs from the baseline's: recorded with {:?}, running {:?} \
+             (--on-driver-change {})",
+            d.baseline,
+            d.current,
+            d.policy.as_str()
+        ));
     }
     if chosen.iter().any(|(_, k)| k.kernel_hash.is_none()) {
         notes.push(
@@ -344,9 +356,15 @@ pub fn check(choice: &AdapterChoice, opts: &CheckOptions) -> Result<Report> {
         let again = measure_fresh(choice, &key, &plan, opts.confirm_runs)?;
         same_way(&again, &kernels)?;
         let confirmed = self::rows(&again, |s, _| Some(judge(&again, s, kernels[s].1)));
+        // A suspect's row shows what decided it: the confirmation round's measurements.
         for (s, &j) in picked.iter().enumerate() {
-            if !confirmed[s].verification.ok {
-                rows[j].verification = confirmed[s].verification.clone();
+            let (row, again) = (&mut rows[j], &confirmed[s]);
+            row.median_s = again.median_s;
+            row.rate = again.rate;
+            row.iqr_rel = again.iqr_rel;
+            row.steady = again.steady;
+            if !again.verification.ok {
+                row.verification = again.verification.clone();
             }
         }
         confirmation_runs = again;
@@ -357,6 +375,7 @@ pub fn check(choice: &AdapterChoice, opts: &CheckOptions) -> Result<Report> {
                 .collect(),
         )
     })?;
+    report::apply_peaks(&mut rows);
     let family = judged.len();
     for (j, (row, judgement)) in rows.iter_mut().zip(judged).enumerate() {
         row.screening = judgement.screening;

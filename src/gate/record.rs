@@ -101,11 +101,7 @@ pub fn record(choice: &AdapterChoice, opts: &RecordOptions) -> Result<Report> {
             outcome.message,
             path.display(),
             if opts.append {
-                format!(
-                    " (session {} of {})",
-                    written.sessions.len(),
-                    written.sessions.len()
-                )
+                format!(" (added session {})", written.sessions.len())
             } else {
                 String::new()
             }

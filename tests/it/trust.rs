@@ -238,6 +238,9 @@ fn a_version_1_file_still_gates() {
 fn a_driver_change_is_reported_and_fails_only_under_the_fail_policy() {
     let (_dir, file) = doctored(|b| {
         b.fingerprint.driver = "some other driver 1.0".into();
+        for s in &mut b.sessions {
+            s.driver = "some other driver 1.0".into();
+        }
     });
     let _lock = timing_lock();
     let args = [
