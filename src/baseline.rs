@@ -25,6 +25,9 @@ pub const SCHEMA_VERSION: u32 = 2;
 pub const OLDEST_SCHEMA_VERSION: u32 = 1;
 /// Run-to-run noise cannot be estimated from fewer runs.
 pub const MIN_RUNS: usize = 2;
+/// Most buffer sets a file may ask a check to rotate through (the samplers use at most 8): every
+/// set is allocated, so the bound keeps a doctored file from exhausting memory.
+pub const MAX_SLOTS: usize = 64;
 /// Runs `record` makes by default. With five, a device whose processes fall into two speed modes
 /// (reported for an H100 by a probe outside this repository; lavapipe shows it too) lands all
 /// runs in one mode 6 % of the time, and a later process in the other mode then looks like a
@@ -221,7 +224,7 @@ pub fn from_runs(runs: &[RunResult]) -> Result<Baseline> {
             median_s: 0.0,
             between_run_rel_sd: 0.0,
             modes: vec![],
-            runs: baseline_runs(runs, &per_run, 0),
+            runs: baseline_runs(runs, &per_run, 0)?,
         };
         kernel.summarise_runs();
         kernels.push(kernel);
@@ -241,9 +244,26 @@ pub fn from_runs(runs: &[RunResult]) -> Result<Baseline> {
     Ok(baseline)
 }
 
-fn baseline_runs(runs: &[RunResult], per_run: &[&KernelResult], session: u32) -> Vec<BaselineRun> {
-    runs.iter()
+/// Why a measured run must not become part of a baseline: the gate would refuse to judge it
+/// (a warm-up that did not settle, a GPU shared with other processes), so it must not set the
+/// norm either.
+pub fn unfit(kr: &KernelResult) -> Option<String> {
+    if !kr.measurement.warmup.steady {
+        return Some("warm-up did not settle".into());
+    }
+    crate::telemetry::contended(&kr.telemetry)
+}
+
+/// The runs of one kernel fit for a baseline; an error when fewer than [`MIN_RUNS`] are.
+fn baseline_runs(
+    runs: &[RunResult],
+    per_run: &[&KernelResult],
+    session: u32,
+) -> Result<Vec<BaselineRun>> {
+    let kept: Vec<BaselineRun> = runs
+        .iter()
         .zip(per_run)
+        .filter(|(_, kr)| unfit(kr).is_none())
         .map(|(run, kr)| BaselineRun {
             recorded_at: run.finished_at,
             session,
@@ -254,7 +274,17 @@ fn baseline_runs(runs: &[RunResult], per_run: &[&KernelResult], session: u32) ->
             summary: kr.summary.clone(),
             samples_s: kr.measurement.samples_s.clone(),
         })
-        .collect()
+        .collect();
+    if kept.len() < MIN_RUNS {
+        let key = per_run.first().map_or("?", |k| k.key.as_str());
+        return Err(Error::CannotValidate(format!(
+            "{key}: only {} of {} runs settled on an uncontended GPU; a baseline needs {MIN_RUNS}: \
+             record again on a quiet node, or with more --runs",
+            kept.len(),
+            per_run.len()
+        )));
+    }
+    Ok(kept)
 }
 
 /// Add a later session's runs (`record --append`) to the kernels they measured, keeping
@@ -284,7 +314,7 @@ pub fn append(mut base: Baseline, runs: &[RunResult]) -> Result<Baseline> {
                 )));
             }
         }
-        kernel.runs.extend(baseline_runs(runs, &per_run, session));
+        kernel.runs.extend(baseline_runs(runs, &per_run, session)?);
         kernel.summarise_runs();
     }
     base.schema_version = SCHEMA_VERSION;
@@ -477,11 +507,21 @@ fn validate(b: &Baseline) -> Result<(), (String, String)> {
         }
         check_threshold(at("threshold_pct"), k.threshold_pct)?;
         positive(at("median_s"), k.median_s)?;
-        if k.batch == 0 {
-            return Err((at("batch"), "must be at least 1".into()));
+        if !(1..=crate::sampler::MAX_BATCH).contains(&k.batch) {
+            return Err((
+                at("batch"),
+                format!(
+                    "must be 1 to {}, found {}",
+                    crate::sampler::MAX_BATCH,
+                    k.batch
+                ),
+            ));
         }
-        if k.slots == 0 {
-            return Err((at("slots"), "must be at least 1".into()));
+        if !(1..=MAX_SLOTS).contains(&k.slots) {
+            return Err((
+                at("slots"),
+                format!("must be 1 to {MAX_SLOTS}, found {}", k.slots),
+            ));
         }
         if k.runs.len() < MIN_RUNS {
             return Err((

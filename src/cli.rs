@@ -19,10 +19,13 @@ use crate::workload::{self, suite, suite::Suite};
 
 const EXIT_CODES: &str = "\
 Exit codes:
-  0  pass: every kernel verified, no regression
+  0  pass: every kernel verified, no regression, enough kernels conclusive (--require-conclusive)
   1  a regression, or a kernel computed a wrong result
-  2  usage, configuration or baseline-file error
-  3  cannot validate here: no usable adapter, no baseline for this device, or nothing conclusive";
+  2  usage, configuration or baseline-file error (also: summaries that disagree with their raw
+     samples, a kernel measured with another batch, slot count or timing than its baseline)
+  3  cannot validate here: no usable adapter, no baseline for this device, too few kernels
+     conclusive, a kernel changed since its baseline (re-record), or a driver change under
+     --on-driver-change fail";
 
 #[derive(Parser, Debug)]
 #[command(name = "gpugate", version, about = "GPU performance validation: did this node or build get slower?", after_help = EXIT_CODES)]
@@ -82,7 +85,9 @@ pub struct MeasureArgs {
     /// Only these kernels (repeatable).
     #[arg(long = "kernel", value_name = "NAME")]
     pub kernels: Vec<String>,
-    /// Stop sampling a kernel once its median's 95 % CI half-width is within this percentage.
+    /// Stop sampling a kernel once its median's 95 % interval half-width is within this
+    /// percentage: both the order-statistic interval and the batch-means one, which accounts
+    /// for autocorrelated samples.
     #[arg(long, value_name = "PCT")]
     pub noise_target: Option<f64>,
     /// Cap on measuring seconds per kernel and run.
@@ -399,13 +404,6 @@ fn check(choice: &AdapterChoice, format: Format, args: &CheckCmdArgs) -> Result<
         ci: on_ci(),
     };
     let record_missing = args.bootstrap.record_missing;
-    if record_missing && bootstrap.record_runs < baseline::MIN_RUNS {
-        return Err(Error::Usage(format!(
-            "--record-runs {}: at least {} needed",
-            bootstrap.record_runs,
-            baseline::MIN_RUNS
-        )));
-    }
     // A `--baselines` path that does not exist yet is where the first baseline goes.
     if record_missing && !opts.baselines.exists() {
         return emit(format, &gate::bootstrap(choice, &opts, &bootstrap)?, json);

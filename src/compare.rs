@@ -926,7 +926,12 @@ pub fn gate(judged: &[Judged], require: Require) -> GateOutcome {
         Require::One => conclusive >= 1,
     };
     if !enough {
-        let message = if conclusive == 0 {
+        let message = if matches!(require, Require::AtLeast(n) if n > judged.len()) {
+            format!(
+                "--require-conclusive {require} asks for more conclusive kernels than the {} judged",
+                judged.len()
+            )
+        } else if conclusive == 0 {
             format!(
                 "every kernel was inconclusive: this node is too noisy to validate performance ({})",
                 named(&inconclusive)

@@ -129,15 +129,7 @@ pub fn run_in_process(gpu: &Gpu, plan: &Plan) -> Result<RunResult> {
             repeat: item.repeat.max(1),
             timing: item.timing,
         };
-        let mut before = probe.sample();
-        if !kernels.is_empty() {
-            // NVML averages utilisation over up to a second: after our own previous kernel it
-            // would read as someone else's load.
-            if let Some(b) = before.as_mut() {
-                b.gpu_util_pct = None;
-                b.mem_util_pct = None;
-            }
-        }
+        let before = probe.sample();
         let (measurement, verification) = gpu.scoped(&key, || {
             let measurement = sampler::measure(gpu, &job, &plan.sampler)?;
             Ok((measurement, prepared.verify(gpu)?))
@@ -240,7 +232,20 @@ pub fn run_in_children(choice: &AdapterChoice, plan: &Plan, runs: usize) -> Resu
                 code: exit::FAIL,
                 reason: format!("unreadable result: {e}"),
             })?;
-        if run == 1 && result.kernels.len() == plan.items.len() {
+        let expected: Vec<String> = plan
+            .items
+            .iter()
+            .map(|i| instance_key(&i.kernel, &i.params))
+            .collect();
+        let got: Vec<&String> = result.kernels.iter().map(|k| &k.key).collect();
+        if got.len() != expected.len() || got.iter().zip(&expected).any(|(g, e)| *g != e) {
+            return Err(Error::ChildRun {
+                run,
+                code: exit::FAIL,
+                reason: format!("the result names kernels {got:?}, the plan {expected:?}"),
+            });
+        }
+        if run == 1 {
             for (item, measured) in plan.items.iter_mut().zip(&result.kernels) {
                 item.fixed_like(measured);
             }

@@ -38,7 +38,7 @@ fn steady_tolerance(chunk_iqr_rel: f64) -> f64 {
 }
 
 /// A batch never grows beyond this many iterations per sample.
-const MAX_BATCH: u32 = 4096;
+pub const MAX_BATCH: u32 = 4096;
 /// Host timing includes submit and wait overhead, so its samples must be much longer.
 const HOST_MIN_SAMPLE_S: f64 = 2e-3;
 

@@ -418,9 +418,32 @@ pub fn clopper_pearson_upper(k: usize, n: usize, confidence: f64) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// The one-sided exact lower bound of a binomial proportion: the rate is at least this with
+/// `confidence` (0 for k = 0). `calibrate` fails only when even this exceeds the design α.
+pub fn clopper_pearson_lower(k: usize, n: usize, confidence: f64) -> f64 {
+    if k > n || !(0.0..=1.0).contains(&confidence) {
+        return f64::NAN;
+    }
+    if k == 0 {
+        return 0.0;
+    }
+    Beta::new(k as f64, (n - k + 1) as f64)
+        .map(|b| b.inverse_cdf(1.0 - confidence))
+        .unwrap_or(f64::NAN)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clopper_pearson_lower_bounds() {
+        assert_eq!(clopper_pearson_lower(0, 20, 0.95), 0.0);
+        // One of n: 1 − 0.95^(1/n).
+        let lo = clopper_pearson_lower(1, 20, 0.95);
+        assert!((lo - (1.0 - 0.95f64.powf(1.0 / 20.0))).abs() < 1e-9, "{lo}");
+        assert!(clopper_pearson_lower(3, 2, 0.95).is_nan());
+    }
     use rand::rngs::StdRng;
     use rand::seq::SliceRandom;
     use rand::SeedableRng;
@@ -692,8 +715,8 @@ mod tests {
         for (stored, samples) in &runs {
             let s = summarize(samples);
             assert_eq!(stored.disagreement(&s), None);
-            // Written before log_se and lag1 existed: absent, read as 0, skipped.
-            assert_eq!((stored.log_se, stored.lag1), (0.0, 0.0));
+            // Version-1 files were written before log_se and lag1 existed (absent, read as 0,
+            // skipped); version-2 files carry them, and they agree too (checked above).
             for (x, y) in [
                 (stored.median_s, s.median_s),
                 (stored.mean_s, s.mean_s),

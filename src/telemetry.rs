@@ -287,16 +287,13 @@ fn reason_names(reasons: ThrottleReasons) -> Vec<String> {
         .collect()
 }
 
-/// Compute and graphics lists together (Vulkan work may be listed as either); `None` only when
-/// NVML gave neither list, so a partial answer still counts what it saw.
+/// Compute processes only: on a workstation NVML lists the display server (Xorg, a compositor)
+/// as a graphics process for as long as the desktop runs, and counting it would make every run
+/// there `contended`. A graphics-only workload sharing the GPU is therefore not seen here (the
+/// utilisation reading is the fallback where no list is available). `None` when NVML gave no list.
 fn other_processes(device: &Device) -> Option<Vec<u32>> {
-    let compute = device.running_compute_processes().ok();
-    let graphics = device.running_graphics_processes().ok();
-    if compute.is_none() && graphics.is_none() {
-        return None;
-    }
-    let pids = compute.into_iter().chain(graphics).flatten().map(|p| p.pid);
-    Some(others(pids, &our_pids()))
+    let compute = device.running_compute_processes().ok()?;
+    Some(others(compute.into_iter().map(|p| p.pid), &our_pids()))
 }
 
 /// This process and its parent: the gate runs each measurement in a child whose parent is the
@@ -391,9 +388,11 @@ pub fn throttled(sample: &GpuSample) -> Vec<&str> {
         .collect()
 }
 
-/// Why the run shared the GPU, if it did: other processes on it before or after the run, or GPU
-/// utilisation above [`BUSY_UTILISATION_PCT`] just before it (after the run the utilisation is
-/// our own). Such a run is marked contended, not judged. Missing readings are not evidence.
+/// Why the run shared the GPU, if it did: other compute processes on it before or after the run;
+/// where NVML gave no process list, GPU utilisation above [`BUSY_UTILISATION_PCT`] just before
+/// it (a reading NVML averages over up to a second, so it can still hold our own previous run's
+/// load: only a fallback). Such a run is marked contended, not judged. Missing readings are not
+/// evidence.
 pub fn contended(t: &Telemetry) -> Option<String> {
     let mut why = Vec::new();
     for (when, sample) in [("before", &t.before), ("after", &t.after)] {
@@ -407,7 +406,14 @@ pub fn contended(t: &Telemetry) -> Option<String> {
             ));
         }
     }
-    let busy = t.before.as_ref().and_then(|s| s.gpu_util_pct);
+    let listed = [&t.before, &t.after]
+        .iter()
+        .any(|s| s.as_ref().is_some_and(|s| s.other_processes.is_some()));
+    let busy = t
+        .before
+        .as_ref()
+        .and_then(|s| s.gpu_util_pct)
+        .filter(|_| !listed);
     if let Some(pct) = busy.filter(|&pct| pct > BUSY_UTILISATION_PCT) {
         why.push(format!(
             "GPU utilisation {pct} % before the run (idle is at most {BUSY_UTILISATION_PCT} %)"
@@ -612,12 +618,18 @@ mod tests {
         assert!(why.contains("PID 4242 on the GPU before"), "{why}");
         assert!(why.contains("PIDs 4242, 4343 on the GPU after"), "{why}");
 
+        // Utilisation is only the fallback: with a process list (here: nobody else), a busy
+        // reading may be our own previous kernel and is not contention.
         let mut busy = idle.clone();
         busy.before.as_mut().unwrap().gpu_util_pct = Some(87);
+        assert_eq!(contended(&busy), None);
+        for s in [&mut busy.before, &mut busy.after] {
+            s.as_mut().unwrap().other_processes = None;
+        }
         let why = contended(&busy).unwrap();
         assert!(why.contains("87 %"), "{why}");
 
-        let mut at_threshold = idle.clone();
+        let mut at_threshold = busy.clone();
         at_threshold.before.as_mut().unwrap().gpu_util_pct = Some(BUSY_UTILISATION_PCT);
         assert_eq!(contended(&at_threshold), None);
 

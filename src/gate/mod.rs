@@ -94,9 +94,12 @@ impl CheckOptions {
     /// Everything checkable before a device is opened, with errors naming the option.
     pub fn validate(&self) -> Result<()> {
         at_least("--runs", self.runs, MIN_CHECK_RUNS)?;
-        if self.confirm_runs != 0 {
+        if self.confirm_runs != 0 && self.confirm_runs < MIN_CHECK_RUNS {
             // A confirmation decides a suspect's verdict alone: as many processes as round 1 needs.
-            at_least("--confirm-runs", self.confirm_runs, MIN_CHECK_RUNS)?;
+            return Err(Error::Usage(format!(
+                "--confirm-runs {}: 0 (no confirmation round) or at least {MIN_CHECK_RUNS}",
+                self.confirm_runs
+            )));
         }
         if let Some(t) = self.threshold_pct.filter(|t| !(*t > 0.0 && t.is_finite())) {
             return Err(Error::Usage(format!(
@@ -251,20 +254,22 @@ pub fn check(choice: &AdapterChoice, opts: &CheckOptions) -> Result<Report> {
             path.display()
         )));
     }
-    // A driver is known when any session of the kernels checked was recorded with it.
+    // Per kernel: its times describe the drivers its own sessions were recorded with (one
+    // re-recorded kernel must not vouch for the others).
     let current_driver = fingerprint.driver_string();
     let mut recorded: Vec<String> = chosen
         .iter()
-        .flat_map(|(_, k)| base.drivers_of(k))
+        .map(|(_, k)| base.drivers_of(k))
+        .filter(|drivers| !drivers.contains(&current_driver))
+        .flatten()
         .collect();
     recorded.sort();
     recorded.dedup();
-    let driver_change =
-        (!recorded.is_empty() && !recorded.contains(&current_driver)).then(|| DriverChange {
-            baseline: recorded.join(" / "),
-            current: current_driver.clone(),
-            policy: opts.on_driver_change,
-        });
+    let driver_change = (!recorded.is_empty()).then(|| DriverChange {
+        baseline: recorded.join(" / "),
+        current: current_driver.clone(),
+        policy: opts.on_driver_change,
+    });
     if let Some(d) = &driver_change {
         notes.push(format!(
             "driver differs from the baseline's: recorded with {:?}, running {:?} \

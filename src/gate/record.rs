@@ -71,7 +71,25 @@ pub fn record(choice: &AdapterChoice, opts: &RecordOptions) -> Result<Report> {
     let results = measure_fresh(choice, &key, &plan, opts.runs)?;
     let rows = rows(&results, |_, _| None);
     let mut outcome = correctness_outcome(&rows);
-    let mut notes = vec![];
+    let mut notes: Vec<String> = rows
+        .iter()
+        .enumerate()
+        .filter_map(|(j, row)| {
+            let why: Vec<String> = results
+                .iter()
+                .filter_map(|r| baseline::unfit(&r.kernels[j]))
+                .collect();
+            (!why.is_empty()).then(|| {
+                format!(
+                    "{}: {} of {} runs left out of the baseline ({})",
+                    row.key,
+                    why.len(),
+                    results.len(),
+                    why.join("; ")
+                )
+            })
+        })
+        .collect();
     if outcome.exit_code == exit::PASS {
         let written = match existing {
             Some(old) => {

@@ -167,6 +167,9 @@ fn shipped_baselines_are_valid_and_agree_with_their_raw_samples() {
             continue;
         }
         let b = gpugate::baseline::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        // `load` hands out summaries recomputed from the samples: compare what the file stores.
+        let raw: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         let name = path.display();
         assert_eq!(path.file_stem().unwrap().to_str().unwrap(), b.device_key);
         assert!(b.kernels.len() >= 4, "{name} covers the suite");
@@ -186,8 +189,16 @@ fn shipped_baselines_are_valid_and_agree_with_their_raw_samples() {
             );
             let sd = stats::log_sd(&medians).unwrap();
             assert!(close(k.between_run_rel_sd, sd, 1e-9), "{name}: {}", k.key);
+            let stored = raw["kernels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["key"] == k.key.as_str())
+                .unwrap();
             for (j, run) in k.runs.iter().enumerate() {
-                let (kept, derived) = (&run.summary, stats::summarize(&run.samples_s));
+                let kept: stats::Summary =
+                    serde_json::from_value(stored["runs"][j]["summary"].clone()).unwrap();
+                let (kept, derived) = (&kept, stats::summarize(&run.samples_s));
                 let at = format!("{name}: {} run {j}", k.key);
                 assert_eq!(kept.n, run.samples_s.len(), "{at}");
                 // Order statistics are exact; quantiles come from a 3-digit hdrhistogram.

@@ -10,6 +10,16 @@ use gpugate::stats;
 
 use crate::{gpugate, recorded_baseline, timing_lock, MECHANICS_THRESHOLD, SOFTWARE_THRESHOLD};
 
+/// A check of copy alone at the mechanics threshold: for tests of what is refused or reported,
+/// where the verdict itself must be a pass.
+const COPY_AT_MECHANICS_THRESHOLD: [&str; 5] = [
+    "check",
+    "--kernel",
+    "copy",
+    "--threshold",
+    MECHANICS_THRESHOLD,
+];
+
 /// A copy of the shared recorded baseline, changed by `edit`, in a temp dir.
 fn doctored(edit: impl FnOnce(&mut Baseline)) -> (tempfile::TempDir, PathBuf) {
     let mut b = baseline::load(recorded_baseline()).unwrap();
@@ -218,16 +228,7 @@ fn a_version_1_file_still_gates() {
         }
     });
     let _lock = timing_lock();
-    let (code, report, err) = check(
-        &[
-            "check",
-            "--kernel",
-            "copy",
-            "--threshold",
-            MECHANICS_THRESHOLD,
-        ],
-        &file,
-    );
+    let (code, report, err) = check(&COPY_AT_MECHANICS_THRESHOLD, &file);
     assert_eq!(code, Some(0), "{report:#}\n{err}");
     assert_eq!(report["rows"][0]["comparison"]["sessions"], 1);
     let notes = report["notes"].to_string();
@@ -243,13 +244,7 @@ fn a_driver_change_is_reported_and_fails_only_under_the_fail_policy() {
         }
     });
     let _lock = timing_lock();
-    let args = [
-        "check",
-        "--kernel",
-        "copy",
-        "--threshold",
-        MECHANICS_THRESHOLD,
-    ];
+    let args = COPY_AT_MECHANICS_THRESHOLD;
     let (code, report, err) = check(&args, &file);
     assert_eq!(code, Some(0), "warn is the default: {report:#}\n{err}");
     assert_eq!(report["driver_change"]["policy"], "warn", "{report}");
@@ -296,16 +291,7 @@ fn record_append_adds_a_session_and_the_gate_uses_it() {
     }
     let copy = after.kernels.iter().find(|k| k.kernel == "copy").unwrap();
     assert!(copy.runs.iter().rev().take(2).all(|r| r.session == 1));
-    let (code, report, err) = check(
-        &[
-            "check",
-            "--kernel",
-            "copy",
-            "--threshold",
-            MECHANICS_THRESHOLD,
-        ],
-        &file,
-    );
+    let (code, report, err) = check(&COPY_AT_MECHANICS_THRESHOLD, &file);
     assert_eq!(code, Some(0), "{report:#}\n{err}");
     assert_eq!(report["rows"][0]["comparison"]["sessions"], 2);
 }
