@@ -13,7 +13,7 @@ use crate::compare::{Mode, Model, RunMedians};
 use crate::device::Fingerprint;
 use crate::error::{Error, Result};
 use crate::runner::{KernelResult, RunResult};
-use crate::sampler::{StopReason, TimingMethod, Warmup};
+use crate::sampler::{Measurement, StopReason, TimingMethod, Warmup};
 use crate::stats::{self, Summary};
 use crate::telemetry::{Telemetry, TelemetrySource};
 use crate::workload::{instance_key, Params, Unit, Work};
@@ -125,7 +125,29 @@ pub struct BaselineRun {
     pub samples_s: Vec<f64>,
 }
 
+/// The first way `m` was measured unlike `(batch, slots, timing)`: the field, its value in `m`,
+/// and the expected one. Runs that are compared must time the same pass shape the same way.
+pub fn unlike(
+    m: &Measurement,
+    (batch, slots, timing): (u32, usize, TimingMethod),
+) -> Option<(&'static str, String, String)> {
+    if m.batch != batch {
+        Some(("batch", m.batch.to_string(), batch.to_string()))
+    } else if m.slots != slots {
+        Some(("slots", m.slots.to_string(), slots.to_string()))
+    } else if m.timing != timing {
+        Some(("timing", format!("{:?}", m.timing), format!("{timing:?}")))
+    } else {
+        None
+    }
+}
+
 impl BaselineKernel {
+    /// How every run of this kernel was measured: batch, slots, timing.
+    pub fn measured_as(&self) -> (u32, usize, TimingMethod) {
+        (self.batch, self.slots, self.timing)
+    }
+
     pub fn summaries(&self) -> impl Iterator<Item = &Summary> {
         self.runs.iter().map(|r| &r.summary)
     }
@@ -188,27 +210,19 @@ pub fn from_runs(runs: &[RunResult]) -> Result<Baseline> {
     for (i, k) in first.kernels.iter().enumerate() {
         let per_run: Vec<_> = runs.iter().map(|r| &r.kernels[i]).collect();
         let m = &k.measurement;
-        if let Some(odd) = per_run.iter().find(|r| {
-            (
-                r.measurement.batch,
-                r.measurement.slots,
-                r.measurement.timing,
-            ) != (m.batch, m.slots, m.timing)
-                || r.kernel_hash != k.kernel_hash
-        }) {
-            return Err(Error::CannotValidate(format!(
-                "{}: runs measured differently (batch {} / {}, slots {} / {}, timing {:?} / {:?}, \
-                 kernel {} / {}): a baseline's runs must be alike",
-                k.key,
-                m.batch,
-                odd.measurement.batch,
-                m.slots,
-                odd.measurement.slots,
-                m.timing,
-                odd.measurement.timing,
-                k.kernel_hash,
-                odd.kernel_hash
-            )));
+        let alike = (m.batch, m.slots, m.timing);
+        for r in &per_run {
+            let odd = unlike(&r.measurement, alike).or_else(|| {
+                (r.kernel_hash != k.kernel_hash)
+                    .then(|| ("kernel_hash", r.kernel_hash.clone(), k.kernel_hash.clone()))
+            });
+            if let Some((field, now, first)) = odd {
+                return Err(Error::CannotValidate(format!(
+                    "{}: runs measured differently ({field} {now}, the first run's {first}): a \
+                     baseline's runs must be alike",
+                    k.key
+                )));
+            }
         }
         let mut kernel = BaselineKernel {
             key: k.key.clone(),
@@ -301,15 +315,17 @@ pub fn append(mut base: Baseline, runs: &[RunResult]) -> Result<Baseline> {
             return Err(Error::Usage(format!("{}: not in the baseline", k.key)));
         };
         for r in &per_run {
-            let m = &r.measurement;
-            if (m.batch, m.slots, m.timing) != (kernel.batch, kernel.slots, kernel.timing)
-                || kernel
+            let odd = unlike(&r.measurement, kernel.measured_as()).or_else(|| {
+                kernel
                     .kernel_hash
                     .as_ref()
-                    .is_some_and(|h| *h != r.kernel_hash)
-            {
+                    .filter(|h| **h != r.kernel_hash)
+                    .map(|h| ("kernel_hash", r.kernel_hash.clone(), h.clone()))
+            });
+            if let Some((field, now, then)) = odd {
                 return Err(Error::CannotValidate(format!(
-                    "{}: the new runs were measured differently from the baseline's",
+                    "{}: the new runs were measured differently from the baseline's ({field} \
+                     {now}, the baseline's {then})",
                     k.key
                 )));
             }

@@ -20,7 +20,7 @@ pub use record::{bootstrap, record, BootstrapOptions, RecordOptions};
 
 use crate::baseline::{self, Baseline, BaselineKernel};
 use crate::compare::{
-    self, Comparison, Design, DriverPolicy, GateOutcome, Judged, Policy, Reason, Require,
+    self, Comparison, Design, DriverPolicy, GateOutcome, Judged, Model, Policy, Reason, Require,
     RunMedians, Verdict,
 };
 use crate::device::{AdapterChoice, Gpu};
@@ -135,12 +135,34 @@ impl CheckOptions {
             .map_or(compare::DEFAULT_THRESHOLD, |p| p / 100.0)
     }
 
-    fn design(&self, family: usize) -> Design {
-        Design {
+    /// The decision rule's policy for one kernel: its threshold at the suite's α.
+    fn policy(&self, base: &Baseline, k: &BaselineKernel) -> Policy {
+        Policy {
+            threshold: self.threshold(base, k),
+            alpha: self.alpha,
+        }
+    }
+
+    /// The smallest slowdown a check made with these options detects with 95 % power for kernel
+    /// `k` (noise `model`), judged in a suite of `family` kernels.
+    fn detectable(
+        &self,
+        base: &Baseline,
+        k: &BaselineKernel,
+        model: &Model,
+        family: usize,
+    ) -> Option<f64> {
+        let design = Design {
             check_runs: self.runs,
             confirm_runs: self.confirm_runs,
             family,
-        }
+        };
+        compare::detectable_slowdown(
+            model,
+            design,
+            self.policy(base, k),
+            compare::DETECTION_POWER,
+        )
     }
 }
 
@@ -306,15 +328,14 @@ pub fn check(choice: &AdapterChoice, opts: &CheckOptions) -> Result<Report> {
     };
     same_way(&results, &chosen)?;
 
-    // Round 1: every kernel.
-    let policy_of = |k: &BaselineKernel| Policy {
-        threshold: opts.threshold(&base, k),
-        alpha: opts.alpha,
-    };
-    let judge = |results: &[RunResult], j: usize, k: &BaselineKernel| -> Comparison {
+    // Round 1: every kernel. Each kernel's noise model is fitted once, for both rounds and its
+    // detectable slowdown.
+    let models: Vec<Model> = chosen.iter().map(|(_, k)| k.model()).collect();
+    let judge = |results: &[RunResult], j: usize, chosen_index: usize| -> Comparison {
         let per_run: Vec<_> = results.iter().map(|r| &r.kernels[j]).collect();
         let current = RunMedians::from_summaries(per_run.iter().map(|r| &r.summary));
-        let mut c = compare::compare(&k.model(), &current, policy_of(k));
+        let k = chosen[chosen_index].1;
+        let mut c = compare::compare(&models[chosen_index], &current, opts.policy(&base, k));
         if let Some(why) = per_run
             .iter()
             .find_map(|r| telemetry::contended(&r.telemetry))
@@ -337,7 +358,7 @@ pub fn check(choice: &AdapterChoice, opts: &CheckOptions) -> Result<Report> {
         }
         c
     };
-    let mut rows = rows(&results, |j, _| Some(judge(&results, j, chosen[j].1)));
+    let mut rows = rows(&results, |j| Some(judge(&results, j, j)));
     let round1: Vec<Comparison> = rows
         .iter_mut()
         .map(|r| r.comparison.take().expect("every check row is judged"))
@@ -360,7 +381,7 @@ pub fn check(choice: &AdapterChoice, opts: &CheckOptions) -> Result<Report> {
         };
         let again = measure_fresh(choice, &key, &plan, opts.confirm_runs)?;
         same_way(&again, &kernels)?;
-        let confirmed = self::rows(&again, |s, _| Some(judge(&again, s, kernels[s].1)));
+        let confirmed = self::rows(&again, |s| Some(judge(&again, s, picked[s])));
         // A suspect's row shows what decided it: the confirmation round's measurements.
         for (s, &j) in picked.iter().enumerate() {
             let (row, again) = (&mut rows[j], &confirmed[s]);
@@ -400,13 +421,7 @@ pub fn check(choice: &AdapterChoice, opts: &CheckOptions) -> Result<Report> {
         } else {
             row.comparison.as_ref().map_or(Verdict::Pass, |c| c.verdict)
         };
-        let k = chosen[j].1;
-        row.detectable_ratio = compare::detectable_slowdown(
-            &k.model(),
-            opts.design(family),
-            policy_of(k),
-            compare::DETECTION_POWER,
-        );
+        row.detectable_ratio = opts.detectable(&base, chosen[j].1, &models[j], family);
     }
     let judged: Vec<Judged> = rows
         .iter()
@@ -466,21 +481,7 @@ fn same_as_baseline(
 ) -> Result<()> {
     for run in results {
         for (r, (i, k)) in run.kernels.iter().zip(kernels) {
-            let m = &r.measurement;
-            let field = if m.batch != k.batch {
-                Some(("batch", m.batch.to_string(), k.batch.to_string()))
-            } else if m.slots != k.slots {
-                Some(("slots", m.slots.to_string(), k.slots.to_string()))
-            } else if m.timing != k.timing {
-                Some((
-                    "timing",
-                    format!("{:?}", m.timing),
-                    format!("{:?}", k.timing),
-                ))
-            } else {
-                None
-            };
-            if let Some((field, now, then)) = field {
+            if let Some((field, now, then)) = baseline::unlike(&r.measurement, k.measured_as()) {
                 return Err(Error::baseline(
                     path,
                     format!("kernels[{i}].{field}"),
@@ -517,7 +518,7 @@ pub fn run(choice: &AdapterChoice, opts: &RunOptions) -> Result<Report> {
         drop(gpu);
         measure_fresh(choice, &key, &plan, opts.runs)?
     };
-    let rows = rows(&results, |_, _| None);
+    let rows = rows(&results, |_| None);
     let mut outcome = correctness_outcome(&rows);
     note_unsupported(&mut outcome, &unsupported);
     Ok(Report::new(
@@ -601,10 +602,7 @@ fn note_unsupported(outcome: &mut GateOutcome, unsupported: &[Unsupported]) {
 }
 
 /// Rows from the current runs: per instance, the run medians' centre, verification over all runs.
-fn rows(
-    results: &[RunResult],
-    mut judge: impl FnMut(usize, &RunMedians) -> Option<Comparison>,
-) -> Vec<Row> {
+fn rows(results: &[RunResult], mut judge: impl FnMut(usize) -> Option<Comparison>) -> Vec<Row> {
     let Some(first) = results.first() else {
         return vec![];
     };
@@ -621,7 +619,7 @@ fn rows(
                 .find(|v| !v.ok)
                 .unwrap_or(&k.verification)
                 .clone();
-            let comparison = judge(i, &current);
+            let comparison = judge(i);
             let verdict = if !verification.ok {
                 Verdict::WrongResult
             } else {

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use crate::baseline::{self, Baseline};
-use crate::compare::{self, GateOutcome, Policy, Verdict};
+use crate::compare::{GateOutcome, Verdict};
 use crate::device::{AdapterChoice, Gpu};
 use crate::error::{exit, Error, Result};
 use crate::report::{self, Report};
@@ -69,7 +69,7 @@ pub fn record(choice: &AdapterChoice, opts: &RecordOptions) -> Result<Report> {
     };
     drop(gpu); // children open their own device
     let results = measure_fresh(choice, &key, &plan, opts.runs)?;
-    let rows = rows(&results, |_, _| None);
+    let rows = rows(&results, |_| None);
     let mut outcome = correctness_outcome(&rows);
     let mut notes: Vec<String> = rows
         .iter()
@@ -295,21 +295,10 @@ pub(super) fn detectable(base: &Baseline, opts: &CheckOptions) -> Vec<report::De
     let family = base.kernels.len();
     base.kernels
         .iter()
-        .map(|k| {
-            let threshold = opts.threshold(base, k);
-            report::Detectable {
-                key: k.key.clone(),
-                threshold,
-                slowdown_ratio: compare::detectable_slowdown(
-                    &k.model(),
-                    opts.design(family),
-                    Policy {
-                        threshold,
-                        alpha: opts.alpha,
-                    },
-                    compare::DETECTION_POWER,
-                ),
-            }
+        .map(|k| report::Detectable {
+            key: k.key.clone(),
+            threshold: opts.threshold(base, k),
+            slowdown_ratio: opts.detectable(base, k, &k.model(), family),
         })
         .collect()
 }
