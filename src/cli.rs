@@ -171,21 +171,18 @@ pub struct CheckArgs {
     #[arg(long, value_name = "P", default_value_t = compare::DEFAULT_ALPHA)]
     pub alpha: f64,
     /// How many kernels must be conclusive for a pass: `all`, a count, or `none` (any one).
-    #[arg(long, value_name = "all|N|none", default_value = "all", value_parser = parse_require)]
+    #[arg(long, value_name = "all|N|none", default_value = "all", value_parser = parse_value::<Require>)]
     pub require_conclusive: Require,
     /// When the driver differs from the baseline's: `warn` (judge and say so) or `fail` (never
     /// pass: exit 3 unless something failed).
-    #[arg(long, value_name = "warn|fail", default_value = "warn", value_parser = parse_driver_policy)]
+    #[arg(long, value_name = "warn|fail", default_value = "warn", value_parser = parse_value::<DriverPolicy>)]
     pub on_driver_change: DriverPolicy,
     #[command(flatten)]
     pub measure: MeasureArgs,
 }
 
-fn parse_require(s: &str) -> std::result::Result<Require, String> {
-    s.parse()
-}
-
-fn parse_driver_policy(s: &str) -> std::result::Result<DriverPolicy, String> {
+/// A flag value through the type's own `FromStr`, whose message names the accepted values.
+fn parse_value<T: std::str::FromStr<Err = String>>(s: &str) -> std::result::Result<T, String> {
     s.parse()
 }
 
