@@ -12,6 +12,9 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     /// Cannot validate here: no usable adapter, no baseline for this device, nothing conclusive.
     pub const CANNOT_VALIDATE: u8 = 3;
+    /// A fault, worth a retry: a deadline passed, the device was lost, a measurement child was
+    /// killed or panicked, a GPU error, or gpugate itself panicked.
+    pub const FAULT: u8 = 4;
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -518,3 +518,97 @@ fn every_script_passes_shellcheck() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `scripts/build-image` with a `docker` stub first on PATH (these machines have the Docker client
+/// but no engine): logs its arguments; `info` succeeds only when `$D/engine` exists;
+/// `image inspect` answers a registry digest for the image it is given.
+fn build_image(args: &[&str], engine: bool) -> (Option<i32>, String, String, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let docker = bin.join("docker");
+    std::fs::write(
+        &docker,
+        r#"#!/bin/sh
+echo "docker $*" >>"$D/log"
+case "$1" in
+  info) [ -e "$D/engine" ] ;;
+  image) eval "last=\${$#}"; echo "${last%:*}@sha256:0123abcd" ;;
+  *) exit 0 ;;
+esac
+"#,
+    )
+    .unwrap();
+    std::fs::set_permissions(&docker, std::fs::Permissions::from_mode(0o755)).unwrap();
+    if engine {
+        std::fs::write(dir.path().join("engine"), "").unwrap();
+    }
+    let mut path = vec![bin];
+    path.extend(SYSTEM_PATH.iter().map(PathBuf::from));
+    let out = Command::new("bash")
+        .arg(repo().join("scripts/build-image"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::join_paths(path).unwrap())
+        .env("D", dir.path())
+        .output()
+        .unwrap();
+    let log = std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        log.lines().map(str::to_string).collect(),
+    )
+}
+
+#[test]
+fn build_image_builds_the_cargo_version_and_pushes_only_when_asked() {
+    let (code, stdout, stderr, log) = build_image(&[], true);
+    assert_eq!(code, Some(0), "{stderr}");
+    let image = format!("ghcr.io/gpugate/gpugate:{}", env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        log,
+        [
+            "docker info".to_string(),
+            format!("docker build --pull --tag {image} .")
+        ]
+    );
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("not pushed"), "{stderr}");
+}
+
+#[test]
+fn build_image_push_prints_the_kustomize_override_pinned_by_digest() {
+    let image = "registry.example:5000/me/gpugate:v1";
+    let (code, stdout, stderr, log) = build_image(&["--push", image], true);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        log,
+        [
+            "docker info".to_string(),
+            format!("docker build --pull --tag {image} ."),
+            format!("docker push {image}"),
+            format!("docker image inspect --format {{{{index .RepoDigests 0}}}} {image}"),
+        ]
+    );
+    // The entry replaces the name the manifests use (tests/it/manifests.rs checks that name).
+    assert_eq!(
+        stdout,
+        "images:\n  - name: ghcr.io/gpugate/gpugate\n    newName: registry.example:5000/me/gpugate\n    digest: sha256:0123abcd\n"
+    );
+}
+
+#[test]
+fn build_image_without_an_engine_or_with_bad_arguments_stops() {
+    let (code, _, stderr, log) = build_image(&["--push"], false);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stderr.contains("no Docker engine"), "{stderr}");
+    assert_eq!(log, ["docker info"]);
+    for bad in [&["--tag"][..], &["a", "b"]] {
+        let (code, _, stderr, log) = build_image(bad, true);
+        assert_eq!(code, Some(2), "{bad:?}: {stderr}");
+        assert!(stderr.contains("usage: build-image"), "{stderr}");
+        assert!(log.is_empty(), "{log:?}");
+    }
+}
