@@ -251,6 +251,9 @@ pub fn check(choice: &AdapterChoice, opts: &CheckOptions) -> Result<Report> {
                 ),
             ));
         }
+        // Sizes the file asks for must fit this device, refused before anything is allocated.
+        workload::fits_device(&gpu, kernel, &k.params)
+            .map_err(|e| Error::baseline(&path, format!("kernels[{i}].params"), e.to_string()))?;
         match supported(&gpu, kernel, &k.params) {
             Err(u) => unsupported.push(u),
             // Only code that would run here must be what the baseline measured.
