@@ -494,23 +494,17 @@ fn positive(field: String, v: f64) -> Result<(), (String, String)> {
     }
 }
 
-/// A dimensionless statistic that must be finite and within `range`.
+/// A dimensionless statistic that must be finite and within `range`, described as `expected`.
 fn within(
     field: String,
     v: f64,
     range: std::ops::RangeInclusive<f64>,
+    expected: &str,
 ) -> Result<(), (String, String)> {
     if range.contains(&v) {
         Ok(())
     } else {
-        Err((
-            field,
-            format!(
-                "must be from {} to {}, found {v:e}",
-                range.start(),
-                range.end()
-            ),
-        ))
+        Err((field, format!("must be {expected}, found {v:e}")))
     }
 }
 
@@ -611,9 +605,15 @@ fn validate(b: &Baseline) -> Result<(), (String, String)> {
             ] {
                 positive(at(&format!("summary.{name}")), v)?;
             }
-            within(at("summary.iqr_rel"), s.iqr_rel, 0.0..=f64::MAX)?;
-            within(at("summary.log_se"), s.log_se, 0.0..=f64::MAX)?;
-            within(at("summary.lag1"), s.lag1, -1.0..=1.0)?;
+            let non_negative = "finite and at least 0";
+            within(
+                at("summary.iqr_rel"),
+                s.iqr_rel,
+                0.0..=f64::MAX,
+                non_negative,
+            )?;
+            within(at("summary.log_se"), s.log_se, 0.0..=f64::MAX, non_negative)?;
+            within(at("summary.lag1"), s.lag1, -1.0..=1.0, "from -1 to 1")?;
             if s.ci_low_s > s.median_s || s.ci_high_s < s.median_s {
                 return Err((
                     at("summary"),

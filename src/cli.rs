@@ -239,7 +239,7 @@ pub struct CalibrateArgs {
 }
 
 impl MeasureArgs {
-    fn options(&self) -> Result<MeasureOptions> {
+    pub fn options(&self) -> Result<MeasureOptions> {
         let slowdown = parse_pairs("--test-slowdown", &self.test_slowdown)?
             .into_iter()
             .map(|(k, f)| match f {
