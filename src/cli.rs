@@ -520,7 +520,8 @@ fn list(choice: &AdapterChoice, format: Format) -> Result<u8> {
                 "name": k.name(),
                 "describe": k.describe(),
                 "unit": k.unit().label(),
-                "params": k.param_names(),
+                // Names and accepted ranges, as the baseline loader checks them.
+                "params": k.params(),
             })
         })
         .collect();
@@ -558,10 +559,16 @@ fn list_table(out: &mut dyn Write, doc: &serde_json::Value) -> std::io::Result<(
     writeln!(out, "kernels:")?;
     for k in doc["kernels"].as_array().into_iter().flatten() {
         let (name, unit) = (text(&k["name"]), text(&k["unit"]));
+        let params: Vec<String> = k["params"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| format!("{}={}..{}", text(&p["name"]), p["min"], p["max"]))
+            .collect();
         writeln!(
             out,
             "  {name:<18} {unit:<8} params {}  {}",
-            k["params"],
+            params.join(","),
             text(&k["describe"])
         )?;
     }

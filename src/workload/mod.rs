@@ -780,7 +780,8 @@ mod tests {
 
     #[test]
     fn names_and_ranges_are_checked_per_parameter() {
-        let cases: [(&str, &[(&str, u64)], &str, &str); 6] = [
+        type Pairs = &'static [(&'static str, u64)];
+        let cases: [(&str, Pairs, &str, &str); 6] = [
             (
                 "copy",
                 &[("n", 1024), ("zzz", 7)],
