@@ -179,9 +179,11 @@ impl MeasureOptions {
             }
         }
         if let Some(s) = self.max_time_s {
-            if !(s > 0.0 && s.is_finite()) {
+            // Bounded, so the sampler's Duration::from_secs_f64 cannot panic.
+            if !(s > 0.0 && s <= crate::baseline::MAX_TIME_S) {
                 return Err(Error::Usage(format!(
-                    "--max-time {s}: expected positive seconds"
+                    "--max-time {s}: expected seconds in (0, {}]",
+                    crate::baseline::MAX_TIME_S
                 )));
             }
         }

@@ -73,7 +73,7 @@ impl Kernel for LatticeBfs {
         include_str!("../../shaders/lattice_bfs.wgsl")
     }
     fn params(&self) -> &'static [Param] {
-        const PARAMS: &[Param] = &[param("dim", 1, 16), param("size", 2, U32)];
+        const PARAMS: &[Param] = &[param("dim", 1, 16), param("size", 1, U32)];
         PARAMS
     }
     fn work(&self, params: &Params) -> Result<Work> {
