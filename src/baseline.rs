@@ -456,8 +456,20 @@ pub fn load(path: &Path) -> Result<Baseline> {
         &mut serde_json::Deserializer::from_str(&text),
     )
     .map_err(|e| {
-        let field = e.path().to_string();
-        Error::baseline(path, field, e.into_inner().to_string())
+        let mut field = e.path().to_string();
+        let reason = e.into_inner().to_string();
+        // serde reports a repeated key at its parent: name the key itself.
+        let repeated = ["duplicate field `", "duplicate parameter `"]
+            .iter()
+            .find_map(|p| reason.strip_prefix(p)?.split_once('`'));
+        if let Some((key, _)) = repeated {
+            field = if field == "." {
+                key.to_string()
+            } else {
+                format!("{field}.{key}")
+            };
+        }
+        Error::baseline(path, field, reason)
     })?;
     validate(&baseline).map_err(|(field, reason)| Error::baseline(path, field, reason))?;
     if baseline.sessions.is_empty() {

@@ -84,9 +84,9 @@ CASES = [
     ("kernel-unknown", kernel("frobnicate", {"n": 4}), 2, "kernels[0].kernel: unknown kernel"),
     ("key-mismatch", setter(K0 + ["key"], "copy[n=4]"), 2, "kernels[0].key"),
     # Duplicate keys: JSON parsers keep the last; gpugate refuses.
-    ("duplicate-batch", "dup:batch", 2, "duplicate field `batch`"),
-    ("duplicate-param", "dup:params", 2, "duplicate parameter `n`"),
-    ("duplicate-top-level", "dup:device_key", 2, "duplicate field `device_key`"),
+    ("duplicate-batch", "dup:batch", 2, "kernels[0].batch: duplicate field `batch`"),
+    ("duplicate-param", "dup:params", 2, "kernels[0].params.n: duplicate parameter `n`"),
+    ("duplicate-top-level", "dup:device_key", 2, "json: device_key: duplicate field `device_key`"),
     # Implausible statistics.
     ("median-5e-324", setter(K0 + ["median_s"], 5e-324), 2, "kernels[0].median_s"),
     ("median-zero", setter(K0 + ["median_s"], 0.0), 2, "kernels[0].median_s"),
