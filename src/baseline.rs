@@ -450,9 +450,26 @@ pub fn load(path: &Path) -> Result<Baseline> {
             ))
         }
     }
-    let mut baseline: Baseline = serde_path_to_error::deserialize(value).map_err(|e| {
-        let field = e.path().to_string();
-        Error::baseline(path, field, e.into_inner().to_string())
+    // From the text, not the `Value`: a `Value` keeps the last of two equal keys, whereas the
+    // derived structs (and `Params`) refuse a key given twice ("duplicate field `batch`").
+    let mut baseline: Baseline = serde_path_to_error::deserialize(
+        &mut serde_json::Deserializer::from_str(&text),
+    )
+    .map_err(|e| {
+        let mut field = e.path().to_string();
+        let reason = e.into_inner().to_string();
+        // serde reports a repeated key at its parent: name the key itself.
+        let repeated = ["duplicate field `", "duplicate parameter `"]
+            .iter()
+            .find_map(|p| reason.strip_prefix(p)?.split_once('`'));
+        if let Some((key, _)) = repeated {
+            field = if field == "." {
+                key.to_string()
+            } else {
+                format!("{field}.{key}")
+            };
+        }
+        Error::baseline(path, field, reason)
     })?;
     validate(&baseline).map_err(|(field, reason)| Error::baseline(path, field, reason))?;
     if baseline.sessions.is_empty() {
@@ -469,14 +486,37 @@ pub fn load(path: &Path) -> Result<Baseline> {
     Ok(baseline)
 }
 
+/// Shortest time a file may hold: no kernel iteration takes under a nanosecond, and a time of
+/// 5e-324 s would make every ratio against it infinite.
+pub const MIN_TIME_S: f64 = 1e-9;
+/// Longest: an hour per iteration is far past any cap a run measures under.
+pub const MAX_TIME_S: f64 = 3600.0;
+
 fn positive(field: String, v: f64) -> Result<(), (String, String)> {
-    if v.is_finite() && v > 0.0 {
+    if (MIN_TIME_S..=MAX_TIME_S).contains(&v) {
         Ok(())
     } else {
         Err((
             field,
-            format!("must be a positive, finite time in seconds, found {v}"),
+            format!(
+                "must be a positive, finite time in seconds from {MIN_TIME_S:e} to \
+                 {MAX_TIME_S}, found {v:e}"
+            ),
         ))
+    }
+}
+
+/// A dimensionless statistic that must be finite and within `range`, described as `expected`.
+fn within(
+    field: String,
+    v: f64,
+    range: std::ops::RangeInclusive<f64>,
+    expected: &str,
+) -> Result<(), (String, String)> {
+    if range.contains(&v) {
+        Ok(())
+    } else {
+        Err((field, format!("must be {expected}, found {v:e}")))
     }
 }
 
@@ -521,6 +561,17 @@ fn validate(b: &Baseline) -> Result<(), (String, String)> {
         if b.kernels[..i].iter().any(|o| o.key == k.key) {
             return Err((at("key"), format!("{:?} appears twice", k.key)));
         }
+        // Names and ranges of the parameters, and sizes that fit: nothing later computes with
+        // a size that overflows or allocates for one no device could bind.
+        let kernel = crate::workload::find(&k.kernel).map_err(|e| (at("kernel"), e.to_string()))?;
+        crate::workload::check_params(kernel, &k.params).map_err(|(param, reason)| {
+            let field = if param.is_empty() {
+                at("params")
+            } else {
+                at(&format!("params.{param}"))
+            };
+            (field, reason)
+        })?;
         check_threshold(at("threshold_pct"), k.threshold_pct)?;
         positive(at("median_s"), k.median_s)?;
         if !(1..=crate::sampler::MAX_BATCH).contains(&k.batch) {
@@ -551,9 +602,30 @@ fn validate(b: &Baseline) -> Result<(), (String, String)> {
         for (j, run) in k.runs.iter().enumerate() {
             let s = &run.summary;
             let at = |field: &str| format!("kernels[{i}].runs[{j}].{field}");
-            positive(at("summary.median_s"), s.median_s)?;
-            positive(at("summary.ci_low_s"), s.ci_low_s)?;
-            positive(at("summary.ci_high_s"), s.ci_high_s)?;
+            for (name, v) in [
+                ("median_s", s.median_s),
+                ("mean_s", s.mean_s),
+                ("min_s", s.min_s),
+                ("max_s", s.max_s),
+                ("p05_s", s.p05_s),
+                ("p25_s", s.p25_s),
+                ("p75_s", s.p75_s),
+                ("p95_s", s.p95_s),
+                ("p99_s", s.p99_s),
+                ("ci_low_s", s.ci_low_s),
+                ("ci_high_s", s.ci_high_s),
+            ] {
+                positive(at(&format!("summary.{name}")), v)?;
+            }
+            let non_negative = "finite and at least 0";
+            within(
+                at("summary.iqr_rel"),
+                s.iqr_rel,
+                0.0..=f64::MAX,
+                non_negative,
+            )?;
+            within(at("summary.log_se"), s.log_se, 0.0..=f64::MAX, non_negative)?;
+            within(at("summary.lag1"), s.lag1, -1.0..=1.0, "from -1 to 1")?;
             if s.ci_low_s > s.median_s || s.ci_high_s < s.median_s {
                 return Err((
                     at("summary"),

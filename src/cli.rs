@@ -88,10 +88,10 @@ pub struct MeasureArgs {
     /// Stop sampling a kernel once its median's 95 % interval half-width is within this
     /// percentage: both the order-statistic interval and the batch-means one, which accounts
     /// for autocorrelated samples.
-    #[arg(long, value_name = "PCT")]
+    #[arg(long, value_name = "PCT", value_parser = bounded::<f64>(|p| p > 0.0 && p < 100.0, "a percentage in (0, 100)"))]
     pub noise_target: Option<f64>,
     /// Cap on measuring seconds per kernel and run.
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", value_parser = bounded::<f64>(|s| s > 0.0 && s <= MAX_TIME_S, "seconds in (0, 3600]"))]
     pub max_time: Option<f64>,
     /// Also write the full report (raw samples included) as JSON to FILE.
     #[arg(long, value_name = "FILE")]
@@ -110,7 +110,7 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = Suite::Quick)]
     pub suite: Suite,
     /// Independent runs, each in its own process.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = runs)]
     pub runs: usize,
     #[command(flatten)]
     pub measure: MeasureArgs,
@@ -121,7 +121,7 @@ pub struct RecordArgs {
     #[arg(long, value_enum, default_value_t = Suite::Quick)]
     pub suite: Suite,
     /// Independent runs, each in its own process; their spread is the run-to-run noise.
-    #[arg(long, default_value_t = baseline::DEFAULT_RUNS)]
+    #[arg(long, default_value_t = baseline::DEFAULT_RUNS, value_parser = runs)]
     pub runs: usize,
     /// Baseline file to write or update [default: BASELINES/<device-key>.json].
     #[arg(long, value_name = "FILE")]
@@ -153,22 +153,22 @@ pub struct CheckArgs {
     )]
     pub baselines: PathBuf,
     /// Practical threshold in percent for every kernel (overrides the baseline file's).
-    #[arg(long, value_name = "PCT")]
+    #[arg(long, value_name = "PCT", value_parser = bounded::<f64>(|p| p > 0.0 && p < 1000.0, "a positive percentage below 1000"))]
     pub threshold: Option<f64>,
     /// Practical threshold for one kernel, e.g. `sgemm=8` (repeatable).
     #[arg(long, value_name = "KERNEL=PCT")]
     pub kernel_threshold: Vec<String>,
     /// Independent runs to measure now, each in a fresh process (one process can settle in a
     /// slow or fast mode for its whole life, so one run alone may land in either).
-    #[arg(long, default_value_t = gate::DEFAULT_CHECK_RUNS)]
+    #[arg(long, default_value_t = gate::DEFAULT_CHECK_RUNS, value_parser = runs)]
     pub runs: usize,
     /// Fresh runs that re-measure kernels looking slower than half their threshold; their
     /// verdict comes from these runs alone. 0 = judge round 1 only.
-    #[arg(long, value_name = "N", default_value_t = gate::DEFAULT_CONFIRM_RUNS)]
+    #[arg(long, value_name = "N", default_value_t = gate::DEFAULT_CONFIRM_RUNS, value_parser = runs)]
     pub confirm_runs: usize,
     /// Suite-wide false-alarm rate: the chance that a check of an unchanged node names any
     /// kernel as regressed (Holm across kernels).
-    #[arg(long, value_name = "P", default_value_t = compare::DEFAULT_ALPHA)]
+    #[arg(long, value_name = "P", default_value_t = compare::DEFAULT_ALPHA, value_parser = bounded::<f64>(|p| p > 0.0 && p < 0.5, "a probability in (0, 0.5)"))]
     pub alpha: f64,
     /// How many kernels must be conclusive for a pass: `all`, a count, or `none` (any one).
     #[arg(long, value_name = "all|N|none", default_value = "all", value_parser = parse_value::<Require>)]
@@ -186,21 +186,69 @@ fn parse_value<T: std::str::FromStr<Err = String>>(s: &str) -> std::result::Resu
     s.parse()
 }
 
+// Every numeric flag is bounded where it is parsed, so no value (from the command line or its
+// environment variable) can overflow what is computed from it: clap then names the flag and
+// exits 2. Lower bounds that depend on the command (at least 2 runs to record, 3 to check) are
+// checked with the options ([`gate::CheckOptions::validate`]).
+
+/// Longest `--max-time`: an hour per kernel and run (a sample may not be longer, see
+/// [`baseline::MAX_TIME_S`]).
+pub const MAX_TIME_S: f64 = baseline::MAX_TIME_S;
+/// Most runs, confirmation runs or calibration checks one command may ask for.
+pub const MAX_RUNS: usize = 1000;
+/// Longest `serve --interval`: a year.
+pub const MAX_INTERVAL: std::time::Duration = std::time::Duration::from_secs(366 * 24 * 3600);
+/// Most finished runs `serve --retention` keeps.
+pub const MAX_RETENTION: usize = 100_000;
+
+/// A number held to `ok`; the error says what was `expected` (clap adds the flag and value).
+fn bounded<T: std::str::FromStr + Copy + Send + Sync + 'static>(
+    ok: fn(T) -> bool,
+    expected: &'static str,
+) -> impl Fn(&str) -> std::result::Result<T, String> + Clone + Send + Sync + 'static {
+    move |s| {
+        s.trim()
+            .parse::<T>()
+            .ok()
+            .filter(|&v| ok(v))
+            .ok_or_else(|| format!("expected {expected}"))
+    }
+}
+
+/// A count of runs or checks: at most [`MAX_RUNS`].
+fn runs(s: &str) -> std::result::Result<usize, String> {
+    bounded::<usize>(|n| n <= MAX_RUNS, "a count of at most 1000")(s)
+}
+
+/// `serve --interval`: a duration from one second to [`MAX_INTERVAL`].
+fn interval(s: &str) -> std::result::Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < std::time::Duration::from_secs(1) || d > MAX_INTERVAL {
+        return Err("expected a duration from 1s to 366d".into());
+    }
+    Ok(d)
+}
+
 #[derive(Args, Debug)]
 pub struct CalibrateArgs {
     /// A/A checks to make, each a full check in its own fresh processes.
-    #[arg(long, value_name = "K", default_value_t = 20)]
+    #[arg(long, value_name = "K", default_value_t = 20, value_parser = bounded::<usize>(|n| (1..=MAX_RUNS).contains(&n), "a count from 1 to 1000"))]
     pub checks: usize,
     #[command(flatten)]
     pub check: CheckArgs,
 }
 
 impl MeasureArgs {
-    fn options(&self) -> Result<MeasureOptions> {
+    pub fn options(&self) -> Result<MeasureOptions> {
         let slowdown = parse_pairs("--test-slowdown", &self.test_slowdown)?
             .into_iter()
-            .map(|(k, f)| (k, f.round().max(1.0) as u32))
-            .collect();
+            .map(|(k, f)| match f {
+                1.0..=1000.0 => Ok((k, f.round() as u32)),
+                _ => Err(Error::Usage(format!(
+                    "--test-slowdown {k}={f}: expected a factor from 1 to 1000"
+                ))),
+            })
+            .collect::<Result<_>>()?;
         let opts = MeasureOptions {
             kernels: self.kernels.clone(),
             noise_target_pct: self.noise_target,
@@ -253,7 +301,7 @@ pub struct BootstrapArgs {
     #[arg(long, value_enum, default_value_t = Suite::Quick, requires = "record_missing")]
     pub suite: Suite,
     /// Independent runs to record when bootstrapping.
-    #[arg(long, value_name = "N", default_value_t = baseline::DEFAULT_RUNS, requires = "record_missing")]
+    #[arg(long, value_name = "N", default_value_t = baseline::DEFAULT_RUNS, requires = "record_missing", value_parser = runs)]
     pub record_runs: usize,
 }
 
@@ -263,21 +311,22 @@ pub struct ServeArgs {
     #[arg(long, env = "GPUGATE_LISTEN", default_value = "0.0.0.0:9400")]
     pub listen: std::net::SocketAddr,
     /// Time between scheduled validations, e.g. `30m`, `6h`.
-    #[arg(long, env = "GPUGATE_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "GPUGATE_INTERVAL", default_value = "1h", value_parser = interval)]
     pub interval: std::time::Duration,
     /// Random spread of each wait, in percent of the interval, so a fleet does not run in lock-step.
     #[arg(
         long,
         env = "GPUGATE_JITTER",
         value_name = "PCT",
-        default_value_t = 10.0
+        default_value_t = 10.0,
+        value_parser = bounded::<f64>(|p| (0.0..=100.0).contains(&p), "a percentage in [0, 100]")
     )]
     pub jitter: f64,
     /// Directory for run history (one JSON file per finished run); in memory only without it.
     #[arg(long, env = "GPUGATE_HISTORY", value_name = "DIR")]
     pub history: Option<PathBuf>,
     /// Finished runs kept in memory and on disk.
-    #[arg(long, env = "GPUGATE_RETENTION", default_value_t = 100)]
+    #[arg(long, env = "GPUGATE_RETENTION", default_value_t = 100, value_parser = bounded::<usize>(|n| (1..=MAX_RETENTION).contains(&n), "a count from 1 to 100000"))]
     pub retention: usize,
     /// File holding the bearer token that `POST /api/v1/runs` requires (a mounted Secret).
     #[arg(long, env = "GPUGATE_TOKEN_FILE", value_name = "FILE")]
@@ -471,7 +520,8 @@ fn list(choice: &AdapterChoice, format: Format) -> Result<u8> {
                 "name": k.name(),
                 "describe": k.describe(),
                 "unit": k.unit().label(),
-                "params": k.param_names(),
+                // Names and accepted ranges, as the baseline loader checks them.
+                "params": k.params(),
             })
         })
         .collect();
@@ -509,10 +559,16 @@ fn list_table(out: &mut dyn Write, doc: &serde_json::Value) -> std::io::Result<(
     writeln!(out, "kernels:")?;
     for k in doc["kernels"].as_array().into_iter().flatten() {
         let (name, unit) = (text(&k["name"]), text(&k["unit"]));
+        let params: Vec<String> = k["params"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| format!("{}={}..{}", text(&p["name"]), p["min"], p["max"]))
+            .collect();
         writeln!(
             out,
             "  {name:<18} {unit:<8} params {}  {}",
-            k["params"],
+            params.join(","),
             text(&k["describe"])
         )?;
     }

@@ -179,9 +179,11 @@ impl MeasureOptions {
             }
         }
         if let Some(s) = self.max_time_s {
-            if !(s > 0.0 && s.is_finite()) {
+            // Bounded, so the sampler's Duration::from_secs_f64 cannot panic.
+            if !(s > 0.0 && s <= crate::baseline::MAX_TIME_S) {
                 return Err(Error::Usage(format!(
-                    "--max-time {s}: expected positive seconds"
+                    "--max-time {s}: expected seconds in (0, {}]",
+                    crate::baseline::MAX_TIME_S
                 )));
             }
         }
@@ -251,6 +253,9 @@ pub fn check(choice: &AdapterChoice, opts: &CheckOptions) -> Result<Report> {
                 ),
             ));
         }
+        // Sizes the file asks for must fit this device, refused before anything is allocated.
+        workload::fits_device(&gpu, kernel, &k.params)
+            .map_err(|e| Error::baseline(&path, format!("kernels[{i}].params"), e.to_string()))?;
         match supported(&gpu, kernel, &k.params) {
             Err(u) => unsupported.push(u),
             // Only code that would run here must be what the baseline measured.

@@ -5,9 +5,9 @@
 use rand::rngs::StdRng;
 
 use super::launch::{f32s, random_f32, Launch, Set};
-use super::{Kernel, Params, Prepared, Unit, Work};
+use super::{param, size, Kernel, Param, Params, Prepared, Unit, Work, U32};
 use crate::device::Gpu;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 pub struct Attention;
 
@@ -27,11 +27,22 @@ pub struct Dims {
     pub causal: bool,
 }
 
+/// The shape, with `batch·heads·seq·64` within 32-bit indices, so no product of the
+/// dimensions below overflows.
 fn dims(params: &Params) -> Result<Dims> {
+    let [batch, heads, seq] = ["batch", "heads", "seq"].map(|p| params.get(NAME, p));
+    let (batch, heads, seq) = (batch?, heads?, seq?);
+    let elements = (size(batch) * heads * seq * HEAD_DIM as u64).get(NAME, params, "elements")?;
+    if elements > U32 {
+        return Err(Error::Usage(format!(
+            "{}: batch·heads·seq·{HEAD_DIM} must fit in 32-bit indices",
+            super::instance_key(NAME, params)
+        )));
+    }
     Ok(Dims {
-        batch: params.get(NAME, "batch")? as usize,
-        heads: params.get(NAME, "heads")? as usize,
-        seq: params.get(NAME, "seq")? as usize,
+        batch: batch as usize,
+        heads: heads as usize,
+        seq: seq as usize,
         causal: params.flag(NAME, "causal")?,
     })
 }
@@ -55,12 +66,18 @@ impl Kernel for Attention {
     fn shader(&self) -> &'static str {
         include_str!("../../shaders/attention.wgsl")
     }
-    fn param_names(&self) -> &'static [&'static str] {
-        &["batch", "heads", "seq", "causal"]
+    fn params(&self) -> &'static [Param] {
+        const PARAMS: &[Param] = &[
+            param("batch", 1, U32),
+            param("heads", 1, U32),
+            param("seq", 1, U32),
+            param("causal", 0, 1),
+        ];
+        PARAMS
     }
     fn work(&self, params: &Params) -> Result<Work> {
         let d = dims(params)?;
-        let full = 4 * (d.batch * d.heads * d.seq * d.seq * HEAD_DIM) as u64;
+        let full = (size(4) * d.elements() * d.seq as u64).get(NAME, params, "FLOPs")?;
         Ok(Work {
             bytes: 4 * 4 * d.elements(),
             flops: if d.causal { full / 2 } else { full },
@@ -69,6 +86,9 @@ impl Kernel for Attention {
     }
     fn footprint(&self, params: &Params) -> Result<u64> {
         self.work(params).map(|w| w.bytes)
+    }
+    fn largest_binding(&self, params: &Params) -> Result<u64> {
+        Ok(4 * dims(params)?.elements())
     }
 
     fn prepare(
@@ -79,7 +99,7 @@ impl Kernel for Attention {
         rng: &mut StdRng,
     ) -> Result<Box<dyn Prepared>> {
         let d = dims(params)?;
-        super::check_binding(gpu, NAME, params, 4 * d.elements())?;
+        super::fits_device(gpu, self, params)?;
         let groups = [
             (d.seq as u64).div_ceil(BR) as u32,
             (d.batch * d.heads) as u32,

@@ -4,9 +4,9 @@
 use rand::rngs::StdRng;
 
 use super::launch::{f32s, random_f32, Launch, Set};
-use super::{Kernel, Params, Prepared, Unit, Work};
+use super::{param, size, Kernel, Param, Params, Prepared, Unit, Work, U32};
 use crate::device::Gpu;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 pub struct Conv2d;
 
@@ -28,15 +28,25 @@ pub struct Dims {
     pub w: usize,
 }
 
+/// The shape, with input, weights and output each within 32-bit indices, so no product of the
+/// dimensions below overflows.
 fn dims(params: &Params) -> Result<Dims> {
-    let get = |name| params.get(NAME, name).map(|v| v as usize);
-    Ok(Dims {
-        n: get("n")?,
-        c: get("c")?,
-        k: get("k")?,
-        h: get("h")?,
-        w: get("w")?,
-    })
+    let [n, c, k, h, w] = ["n", "c", "k", "h", "w"].map(|p| params.get(NAME, p));
+    let (n, c, k, h, w) = (n?, c?, k?, h?, w?);
+    for (what, len) in [
+        ("input n·c·h·w", size(n) * c * h * w),
+        ("weights k·c·9", size(k) * c * 9),
+        ("output n·k·h·w", size(n) * k * h * w),
+    ] {
+        if len.get(NAME, params, what)? > U32 {
+            return Err(Error::Usage(format!(
+                "{}: {what} must fit in 32-bit indices",
+                super::instance_key(NAME, params)
+            )));
+        }
+    }
+    let [n, c, k, h, w] = [n, c, k, h, w].map(|v| v as usize);
+    Ok(Dims { n, c, k, h, w })
 }
 
 impl Dims {
@@ -64,19 +74,30 @@ impl Kernel for Conv2d {
     fn shader(&self) -> &'static str {
         include_str!("../../shaders/conv2d.wgsl")
     }
-    fn param_names(&self) -> &'static [&'static str] {
-        &["n", "c", "k", "h", "w"]
+    fn params(&self) -> &'static [Param] {
+        const PARAMS: &[Param] = &[
+            param("n", 1, U32),
+            param("c", 1, U32),
+            param("k", 1, U32),
+            param("h", 1, U32),
+            param("w", 1, U32),
+        ];
+        PARAMS
     }
     fn work(&self, params: &Params) -> Result<Work> {
         let d = dims(params)?;
         Ok(Work {
             bytes: 4 * (d.input_len() + d.weight_len() + d.output_len()),
-            flops: 2 * 9 * d.output_len() * d.c as u64,
+            flops: (size(2 * 9) * d.output_len() * d.c as u64).get(NAME, params, "FLOPs")?,
             ..Work::default()
         })
     }
     fn footprint(&self, params: &Params) -> Result<u64> {
         self.work(params).map(|w| w.bytes)
+    }
+    fn largest_binding(&self, params: &Params) -> Result<u64> {
+        let d = dims(params)?;
+        Ok(4 * d.input_len().max(d.weight_len()).max(d.output_len()))
     }
 
     fn prepare(
@@ -87,9 +108,7 @@ impl Kernel for Conv2d {
         rng: &mut StdRng,
     ) -> Result<Box<dyn Prepared>> {
         let d = dims(params)?;
-        for len in [d.input_len(), d.weight_len(), d.output_len()] {
-            super::check_binding(gpu, NAME, params, 4 * len)?;
-        }
+        super::fits_device(gpu, self, params)?;
         let k_blocks = (d.k as u64).div_ceil(KB);
         let groups = [
             (d.w as u64).div_ceil(TILE) as u32,

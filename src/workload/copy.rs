@@ -4,7 +4,7 @@
 use rand::rngs::StdRng;
 
 use super::launch::{f32s, random_f32, Launch, Set};
-use super::{Kernel, Params, Prepared, Unit, Verification, Work};
+use super::{param, Kernel, Param, Params, Prepared, Unit, Verification, Work, U32};
 use crate::device::Gpu;
 use crate::error::Result;
 
@@ -25,8 +25,9 @@ impl Kernel for Copy {
     fn shader(&self) -> &'static str {
         include_str!("../../shaders/copy.wgsl")
     }
-    fn param_names(&self) -> &'static [&'static str] {
-        &["n"]
+    fn params(&self) -> &'static [Param] {
+        const PARAMS: &[Param] = &[param("n", 4, U32)];
+        PARAMS
     }
     fn work(&self, params: &Params) -> Result<Work> {
         Ok(Work {
@@ -38,6 +39,9 @@ impl Kernel for Copy {
     fn footprint(&self, params: &Params) -> Result<u64> {
         Ok(2 * 4 * params.vec4_len(NAME)?)
     }
+    fn largest_binding(&self, params: &Params) -> Result<u64> {
+        Ok(4 * params.vec4_len(NAME)?)
+    }
 
     fn prepare(
         &self,
@@ -47,7 +51,7 @@ impl Kernel for Copy {
         rng: &mut StdRng,
     ) -> Result<Box<dyn Prepared>> {
         let n = params.vec4_len(NAME)?;
-        super::check_binding(gpu, NAME, params, 4 * n)?;
+        super::fits_device(gpu, self, params)?;
         let pipelines = super::pipelines(gpu, NAME, self.shader(), &["main"])?;
         let sets = (0..slots)
             .map(|_| {

@@ -8,7 +8,7 @@ use rand::rngs::StdRng;
 use rand::Rng;
 
 use super::launch::{f32s, Launch, Set};
-use super::{Kernel, Params, Prepared, Unit, Work};
+use super::{param, size, Kernel, Param, Params, Prepared, Unit, Work, U32};
 use crate::device::Gpu;
 use crate::error::{Error, Result};
 
@@ -100,8 +100,9 @@ impl Kernel for Gemm {
             Variant::HgemmCoop => include_str!("../../shaders/hgemm_coop.wgsl"),
         }
     }
-    fn param_names(&self) -> &'static [&'static str] {
-        &["m", "n", "k"]
+    fn params(&self) -> &'static [Param] {
+        const PARAMS: &[Param] = &[param("m", 1, U32), param("n", 1, U32), param("k", 1, U32)];
+        PARAMS
     }
     fn unsupported(&self, gpu: &Gpu) -> Option<String> {
         use wgpu::Features as F;
@@ -137,16 +138,25 @@ impl Kernel for Gemm {
         }
     }
     fn work(&self, params: &Params) -> Result<Work> {
-        let d = self.dims(params)?;
+        let (name, d) = (self.name(), self.dims(params)?);
         let element = if self.0.half_inputs() { 2 } else { 4 };
+        let bytes = size(element) * (size(d.m) * d.k + size(d.k) * d.n) + size(4) * d.m * d.n;
         Ok(Work {
-            bytes: element * (d.m * d.k + d.k * d.n) + 4 * d.m * d.n,
-            flops: 2 * d.m * d.n * d.k,
+            bytes: bytes.get(name, params, "bytes of A, B and C")?,
+            flops: (size(2) * d.m * d.n * d.k).get(name, params, "2·m·n·k FLOPs")?,
             ..Work::default()
         })
     }
     fn footprint(&self, params: &Params) -> Result<u64> {
         self.work(params).map(|w| w.bytes)
+    }
+    fn largest_binding(&self, params: &Params) -> Result<u64> {
+        let (name, d) = (self.name(), self.dims(params)?);
+        let mut largest = 0;
+        for (what, (rows, cols)) in [("A", (d.m, d.k)), ("B", (d.k, d.n)), ("C", (d.m, d.n))] {
+            largest = largest.max((size(4) * rows * cols).get(name, params, what)?);
+        }
+        Ok(largest)
     }
 
     fn prepare(
@@ -158,9 +168,9 @@ impl Kernel for Gemm {
     ) -> Result<Box<dyn Prepared>> {
         let name = self.name();
         let d = self.dims(params)?;
-        for bytes in [4 * d.m * d.k, 4 * d.k * d.n, 4 * d.m * d.n] {
-            super::check_binding(gpu, name, params, bytes)?;
-        }
+        // Each of m·k, k·n and m·n now fits the device (under 2^32 elements), so the products
+        // below cannot overflow.
+        super::fits_device(gpu, self, params)?;
         let tile = self.0.tile();
         let groups = [d.n.div_ceil(tile) as u32, d.m.div_ceil(tile) as u32, 1];
         super::check_groups(gpu, name, params, groups)?;

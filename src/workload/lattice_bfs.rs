@@ -9,7 +9,7 @@
 use rand::rngs::StdRng;
 
 use super::launch::u32s;
-use super::{Kernel, Params, Prepared, Unit, Verification, Work};
+use super::{param, Kernel, Param, Params, Prepared, Unit, Verification, Work, U32};
 use crate::device::Gpu;
 use crate::error::{Error, Result};
 
@@ -72,8 +72,9 @@ impl Kernel for LatticeBfs {
     fn shader(&self) -> &'static str {
         include_str!("../../shaders/lattice_bfs.wgsl")
     }
-    fn param_names(&self) -> &'static [&'static str] {
-        &["dim", "size"]
+    fn params(&self) -> &'static [Param] {
+        const PARAMS: &[Param] = &[param("dim", 1, 16), param("size", 1, U32)];
+        PARAMS
     }
     fn work(&self, params: &Params) -> Result<Work> {
         let l = lattice(params)?;
@@ -89,6 +90,9 @@ impl Kernel for LatticeBfs {
     fn footprint(&self, params: &Params) -> Result<u64> {
         Ok(3 * 4 * lattice(params)?.vertices())
     }
+    fn largest_binding(&self, params: &Params) -> Result<u64> {
+        Ok(4 * lattice(params)?.vertices())
+    }
 
     fn prepare(
         &self,
@@ -99,7 +103,7 @@ impl Kernel for LatticeBfs {
     ) -> Result<Box<dyn Prepared>> {
         let l = lattice(params)?;
         let v = l.vertices();
-        super::check_binding(gpu, NAME, params, 4 * v)?;
+        super::fits_device(gpu, self, params)?;
         let [init, expand, advance] =
             super::auto_pipelines(gpu, NAME, self.shader(), ["init", "expand", "advance"]);
         let uniform = super::uniform_buffer(

@@ -6,7 +6,7 @@ use rand::rngs::StdRng;
 use rand::Rng;
 
 use super::launch::{f32s, u32s, Launch, Set};
-use super::{Kernel, Params, Prepared, Unit, Verification, Work};
+use super::{param, size, Kernel, Param, Params, Prepared, Unit, Verification, Work, U32};
 use crate::device::Gpu;
 use crate::error::{Error, Result};
 
@@ -16,6 +16,8 @@ const NAME: &str = "lattice_distance";
 const TILE: u64 = 16;
 /// Dimensions the shader stages per point.
 const MAX_DIM: u64 = 8;
+/// Coordinate range: beyond it even one dimension's squared distance exceeds 2^24.
+const MAX_SIZE: u64 = 4097;
 
 struct Dims {
     m: u64,
@@ -31,8 +33,9 @@ fn dims(params: &Params) -> Result<Dims> {
         dim: params.get(NAME, "dim")?,
         size: params.get(NAME, "size")?,
     };
-    // The squared distance must be exact in f32 before the square root: below 2^24.
-    if d.dim > MAX_DIM || d.dim * (d.size - 1).pow(2) >= 1 << 24 {
+    // The squared distance must be exact in f32 before the square root: below 2^24. (`size` is
+    // at most MAX_SIZE, `dim` at most MAX_DIM, so this cannot overflow.)
+    if d.dim * (d.size - 1).pow(2) >= 1 << 24 {
         return Err(Error::Usage(format!(
             "{}: dim must be at most {MAX_DIM} and dim·(size−1)² below 2^24",
             super::instance_key(NAME, params)
@@ -54,20 +57,31 @@ impl Kernel for LatticeDistance {
     fn shader(&self) -> &'static str {
         include_str!("../../shaders/lattice_distance.wgsl")
     }
-    fn param_names(&self) -> &'static [&'static str] {
-        &["m", "n", "dim", "size"]
+    fn params(&self) -> &'static [Param] {
+        const PARAMS: &[Param] = &[
+            param("m", 1, U32),
+            param("n", 1, U32),
+            param("dim", 1, MAX_DIM),
+            param("size", 1, MAX_SIZE),
+        ];
+        PARAMS
     }
     fn work(&self, params: &Params) -> Result<Work> {
         let d = dims(params)?;
+        let pairs = size(d.m) * d.n;
         Ok(Work {
-            bytes: 2 * 4 * d.m * d.n + 4 * d.dim * (d.m + d.n),
+            bytes: (pairs * 2 * 4 + size(4 * d.dim) * (d.m + d.n)).get(NAME, params, "bytes")?,
             // per pair and dimension: difference, add, multiply-add; then one square root.
-            flops: d.m * d.n * (3 * d.dim + 1),
+            flops: (pairs * (3 * d.dim + 1)).get(NAME, params, "FLOPs")?,
             ..Work::default()
         })
     }
     fn footprint(&self, params: &Params) -> Result<u64> {
         self.work(params).map(|w| w.bytes)
+    }
+    fn largest_binding(&self, params: &Params) -> Result<u64> {
+        let d = dims(params)?;
+        (size(4) * d.m * d.n).get(NAME, params, "the m·n distance matrix")
     }
 
     fn prepare(
@@ -78,7 +92,7 @@ impl Kernel for LatticeDistance {
         rng: &mut StdRng,
     ) -> Result<Box<dyn Prepared>> {
         let d = dims(params)?;
-        super::check_binding(gpu, NAME, params, 4 * d.m * d.n)?;
+        super::fits_device(gpu, self, params)?;
         let groups = [d.n.div_ceil(TILE) as u32, d.m.div_ceil(TILE) as u32, 1];
         super::check_groups(gpu, NAME, params, groups)?;
         let pipelines = super::pipelines(gpu, NAME, self.shader(), &["main"])?;

@@ -90,22 +90,191 @@ pub fn find(name: &str) -> Result<&'static dyn Kernel> {
         })
 }
 
+/// One parameter a kernel takes and the values it accepts. Each kernel declares its list once
+/// ([`Kernel::params`]); [`Params::get`], the baseline loader and `list` all read it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Param {
+    pub name: &'static str,
+    pub min: u64,
+    pub max: u64,
+}
+
+/// A parameter accepting `min..=max`.
+pub const fn param(name: &'static str, min: u64, max: u64) -> Param {
+    Param { name, min, max }
+}
+
+/// Most a parameter may be unless its kernel says less: values go to WGSL as `u32`.
+pub const U32: u64 = u32::MAX as u64;
+
+/// Largest storage buffer any instance may ask for before a device is known (16 GiB): WGSL
+/// indexes arrays with 32-bit integers, so a buffer of 4-byte elements past 2^32 of them could
+/// never be addressed. The device's own limit ([`crate::device::Gpu::max_binding_bytes`]) is
+/// checked once it is open ([`fits_device`]), before any allocation.
+pub const MAX_BINDING_BYTES: u64 = 1 << 34;
+
+/// Why `params` is not an instance of `kernel` this build can run, as (field under `params`,
+/// reason): an unknown, missing or out-of-range parameter (field = its name), or a size that
+/// overflows or exceeds [`MAX_BINDING_BYTES`] (field empty: the combination is at fault).
+/// Computes nothing unchecked and allocates nothing.
+pub fn check_params(
+    kernel: &dyn Kernel,
+    params: &Params,
+) -> std::result::Result<(), (String, String)> {
+    let specs = kernel.params();
+    let takes = || {
+        let names: Vec<_> = specs.iter().map(|p| p.name).collect();
+        format!("{} takes {}", kernel.name(), names.join(", "))
+    };
+    if let Some(name) = params
+        .0
+        .keys()
+        .find(|k| !specs.iter().any(|p| p.name == *k))
+    {
+        return Err((name.clone(), format!("unknown parameter; {}", takes())));
+    }
+    for spec in specs {
+        match params.0.get(spec.name) {
+            None => return Err((spec.name.into(), format!("missing; {}", takes()))),
+            Some(&v) if !(spec.min..=spec.max).contains(&v) => {
+                return Err((
+                    spec.name.into(),
+                    format!(
+                        "is {v}; {} takes {} in {}..={}",
+                        kernel.name(),
+                        spec.name,
+                        spec.min,
+                        spec.max
+                    ),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    let whole = |e: Error| (String::new(), e.to_string());
+    kernel.work(params).map_err(whole)?;
+    kernel.footprint(params).map_err(whole)?;
+    let largest = kernel.largest_binding(params).map_err(whole)?;
+    if largest > MAX_BINDING_BYTES {
+        return Err((
+            String::new(),
+            format!(
+                "{}: a {largest}-byte buffer, over the {MAX_BINDING_BYTES} bytes any device \
+                 can bind",
+                instance_key(kernel.name(), params)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Check that `kernel` at `params` fits this device's storage binding limit, before anything is
+/// allocated for it.
+pub fn fits_device(gpu: &Gpu, kernel: &dyn Kernel, params: &Params) -> Result<()> {
+    let bytes = kernel.largest_binding(params)?;
+    let max = gpu.max_binding_bytes();
+    if bytes > max {
+        return Err(Error::Usage(format!(
+            "{}: a {bytes}-byte buffer exceeds this adapter's storage binding limit of {max} bytes",
+            instance_key(kernel.name(), params)
+        )));
+    }
+    Ok(())
+}
+
+/// Checked arithmetic on sizes derived from parameters (which come from files): an overflow is
+/// an error naming the instance and the quantity, never a wrapped value or a panic.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Size(Option<u64>);
+
+pub(crate) fn size(v: u64) -> Size {
+    Size(Some(v))
+}
+
+impl std::ops::Mul<u64> for Size {
+    type Output = Size;
+    fn mul(self, rhs: u64) -> Size {
+        Size(self.0.and_then(|v| v.checked_mul(rhs)))
+    }
+}
+
+impl std::ops::Mul<Size> for Size {
+    type Output = Size;
+    fn mul(self, rhs: Size) -> Size {
+        Size(self.0.zip(rhs.0).and_then(|(a, b)| a.checked_mul(b)))
+    }
+}
+
+impl std::ops::Add<Size> for Size {
+    type Output = Size;
+    fn add(self, rhs: Size) -> Size {
+        Size(self.0.zip(rhs.0).and_then(|(a, b)| a.checked_add(b)))
+    }
+}
+
+impl Size {
+    /// The value, or an error saying that `what` of `kernel` at `params` overflows.
+    pub fn get(self, kernel: &str, params: &Params, what: &str) -> Result<u64> {
+        self.0.ok_or_else(|| {
+            Error::Usage(format!(
+                "{}: {what} overflows 64 bits",
+                instance_key(kernel, params)
+            ))
+        })
+    }
+}
+
 /// A kernel's problem size, e.g. `{n: 1048576}` or `{m, n, k}`. Part of the baseline key.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+/// Deserialising refuses a parameter given twice (JSON objects would silently keep the last).
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct Params(pub BTreeMap<String, u64>);
+
+impl<'de> Deserialize<'de> for Params {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Params;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of parameter names to non-negative integers")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Params, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some((k, v)) = map.next_entry::<String, u64>()? {
+                    if out.contains_key(&k) {
+                        return Err(serde::de::Error::custom(format!(
+                            "duplicate parameter `{k}`"
+                        )));
+                    }
+                    out.insert(k, v);
+                }
+                Ok(Params(out))
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
+}
 
 impl Params {
     pub fn new<const N: usize>(pairs: [(&str, u64); N]) -> Self {
         Params(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
     }
 
-    /// A required parameter, with an error that names the kernel and the parameter.
+    /// A required parameter within the range its kernel declares ([`Kernel::params`]), with an
+    /// error that names the kernel and the parameter.
     pub fn get(&self, kernel: &str, name: &str) -> Result<u64> {
+        let (min, max) = find(kernel)?
+            .params()
+            .iter()
+            .find(|p| p.name == name)
+            .map_or((1, U32), |p| (p.min, p.max));
         match self.0.get(name) {
-            Some(&v) if v > 0 => Ok(v),
-            Some(_) => Err(Error::Usage(format!(
-                "{kernel}: parameter {name} must be > 0"
+            Some(&v) if (min..=max).contains(&v) => Ok(v),
+            Some(v) => Err(Error::Usage(format!(
+                "{kernel}: parameter {name}={v} must be in {min}..={max}"
             ))),
             None => Err(Error::Usage(format!("{kernel}: missing parameter {name}"))),
         }
@@ -252,7 +421,11 @@ pub trait Kernel: Sync {
     fn describe(&self) -> &'static str;
     fn unit(&self) -> Unit;
     fn shader(&self) -> &'static str;
-    fn param_names(&self) -> &'static [&'static str];
+    /// The parameters an instance takes and their ranges: the one place they are declared.
+    fn params(&self) -> &'static [Param];
+    fn param_names(&self) -> Vec<&'static str> {
+        self.params().iter().map(|p| p.name).collect()
+    }
     /// Why this adapter cannot run the kernel (e.g. `needs SHADER_F16`), or None when it can.
     fn unsupported(&self, _gpu: &Gpu) -> Option<String> {
         None
@@ -261,6 +434,8 @@ pub trait Kernel: Sync {
     fn work(&self, params: &Params) -> Result<Work>;
     /// Bytes of device memory one copy of the instance's buffers occupies.
     fn footprint(&self, params: &Params) -> Result<u64>;
+    /// Bytes of the instance's largest storage buffer, held to the device's binding limit.
+    fn largest_binding(&self, params: &Params) -> Result<u64>;
     /// Build pipelines and `slots` independent sets of buffers (for cache-cold rotation), with
     /// fresh random inputs from `rng` and poisoned outputs.
     fn prepare(
@@ -481,7 +656,7 @@ pub(crate) fn grid_groups(gpu: &Gpu, items: u64, per_group: u64, cap: u32) -> u3
 /// `rows` and `cols` of a row-wise kernel; both must be positive and `rows·cols` fit in u32 indices.
 pub(crate) fn rows_cols(kernel: &str, params: &Params) -> Result<(u64, u64)> {
     let (rows, cols) = (params.get(kernel, "rows")?, params.get(kernel, "cols")?);
-    if rows * cols > u64::from(u32::MAX) {
+    if (size(rows) * cols).get(kernel, params, "rows·cols")? > U32 {
         return Err(Error::Usage(format!(
             "{}: rows·cols must fit in 32-bit indices",
             instance_key(kernel, params)
@@ -510,18 +685,6 @@ pub(crate) fn check_groups(
 /// Row `r` of a row-major matrix with `cols` columns.
 pub(crate) fn row<T>(data: &[T], r: u64, cols: u64) -> &[T] {
     &data[(r * cols) as usize..((r + 1) * cols) as usize]
-}
-
-/// Check that `bytes` fits in one storage binding, naming the kernel and parameters if not.
-pub(crate) fn check_binding(gpu: &Gpu, kernel: &str, params: &Params, bytes: u64) -> Result<()> {
-    let max = gpu.max_binding_bytes();
-    if bytes > max {
-        return Err(Error::Usage(format!(
-            "{}: a {bytes}-byte buffer exceeds this adapter's storage binding limit of {max} bytes",
-            instance_key(kernel, params)
-        )));
-    }
-    Ok(())
 }
 
 /// Compare words bit for bit (copies, integer kernels, restored catalytic memory).
@@ -568,5 +731,136 @@ pub(crate) fn compare_f32(
                 "{what}: {bad} of {checked} values out of tolerance, first at index {i}: got {g}, want {w}"
             ),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn params_of(kernel: &str, pairs: &[(&str, u64)]) -> (&'static dyn Kernel, Params) {
+        let params = Params(pairs.iter().map(|&(k, v)| (k.to_string(), v)).collect());
+        (find(kernel).unwrap(), params)
+    }
+
+    #[test]
+    fn overflowing_sizes_are_errors_naming_the_instance() {
+        for (kernel, pairs) in [
+            (
+                "sgemm",
+                &[
+                    ("m", 1_000_000_000),
+                    ("n", 1_000_000_000),
+                    ("k", 1_000_000_000),
+                ][..],
+            ),
+            (
+                "conv2d",
+                &[("n", U32), ("c", U32), ("k", U32), ("h", U32), ("w", U32)],
+            ),
+            (
+                "attention",
+                &[("batch", U32), ("heads", U32), ("seq", U32), ("causal", 1)],
+            ),
+            (
+                "lattice_distance",
+                &[("m", U32), ("n", U32), ("dim", 8), ("size", 2)],
+            ),
+            ("peak_fma", &[("groups", U32), ("iters", U32)]),
+            ("softmax", &[("rows", U32), ("cols", U32)]),
+        ] {
+            let (k, params) = params_of(kernel, pairs);
+            let (field, reason) = check_params(k, &params).unwrap_err();
+            assert_eq!(field, "", "{kernel}: {reason}");
+            assert!(reason.contains(&instance_key(kernel, &params)), "{reason}");
+        }
+    }
+
+    #[test]
+    fn names_and_ranges_are_checked_per_parameter() {
+        type Pairs = &'static [(&'static str, u64)];
+        let cases: [(&str, Pairs, &str, &str); 6] = [
+            (
+                "copy",
+                &[("n", 1024), ("zzz", 7)],
+                "zzz",
+                "unknown parameter; copy takes n",
+            ),
+            ("copy", &[], "n", "missing"),
+            ("copy", &[("n", 0)], "n", "is 0; copy takes n in 4..="),
+            ("copy", &[("n", 1 << 62)], "n", "is 4611686018427387904"),
+            (
+                "attention",
+                &[("batch", 1), ("heads", 1), ("seq", 64), ("causal", 2)],
+                "causal",
+                "0..=1",
+            ),
+            ("lattice_bfs", &[("dim", 17), ("size", 2)], "dim", "1..=16"),
+        ];
+        for (kernel, pairs, field, says) in cases {
+            let (k, params) = params_of(kernel, pairs);
+            let (got, reason) = check_params(k, &params).unwrap_err();
+            assert_eq!(got, field, "{reason}");
+            assert!(reason.contains(says), "{reason} should say {says:?}");
+        }
+    }
+
+    #[test]
+    fn a_buffer_past_the_static_cap_is_refused_before_a_device_is_known() {
+        // 2^33 f32 = 32 GiB: every parameter in range, but no device binds it.
+        let (k, params) = params_of("copy", &[("n", 1 << 32)]);
+        assert!(check_params(k, &params).is_err());
+        let (k, params) = params_of("transpose", &[("rows", 1 << 16), ("cols", 1 << 16)]);
+        let (_, reason) = check_params(k, &params).unwrap_err();
+        assert!(reason.contains("32-bit"), "{reason}");
+    }
+
+    #[test]
+    fn duplicate_parameters_are_refused() {
+        let err = serde_json::from_str::<Params>(r#"{"n": 4, "n": 8}"#).unwrap_err();
+        assert!(err.to_string().contains("duplicate parameter `n`"), "{err}");
+        assert!(serde_json::from_str::<Params>(r#"{"n": 4, "m": 8}"#).is_ok());
+    }
+
+    /// Sizes that stress the arithmetic: the edges of every range and of u64.
+    fn value() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            0..=70u64,
+            Just(U32),
+            Just(U32 + 1),
+            Just(u64::MAX),
+            Just(1 << 62),
+            any::<u64>(),
+            1u64..=1 << 20,
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        /// Whatever a file says, checking and sizing an instance returns, never panics, and an
+        /// instance that passes has sizes that fit.
+        #[test]
+        fn any_parameters_give_a_result_never_a_panic(
+            which in 0..all().len(),
+            values in proptest::collection::vec(value(), 6),
+            extra in proptest::option::of("[a-z]{1,4}"),
+        ) {
+            let kernel = all()[which];
+            let mut params = Params(
+                kernel.params().iter().zip(&values).map(|(p, &v)| (p.name.to_string(), v)).collect(),
+            );
+            if let Some(name) = extra {
+                params.0.insert(name, values[5]);
+            }
+            let checked = check_params(kernel, &params);
+            let (work, footprint, largest) =
+                (kernel.work(&params), kernel.footprint(&params), kernel.largest_binding(&params));
+            if checked.is_ok() {
+                prop_assert!(work.is_ok() && footprint.is_ok());
+                prop_assert!(largest.unwrap() <= MAX_BINDING_BYTES);
+            }
+        }
     }
 }

@@ -5,7 +5,7 @@
 use rand::rngs::StdRng;
 
 use super::launch::{f32s, random_f32, Launch, Set};
-use super::{Kernel, Params, Prepared, Unit, Work};
+use super::{param, size, Kernel, Param, Params, Prepared, Unit, Work, U32};
 use crate::device::Gpu;
 use crate::error::Result;
 
@@ -44,8 +44,9 @@ impl Kernel for PeakBandwidth {
     fn shader(&self) -> &'static str {
         include_str!("../../shaders/peak_bandwidth.wgsl")
     }
-    fn param_names(&self) -> &'static [&'static str] {
-        &["n"]
+    fn params(&self) -> &'static [Param] {
+        const PARAMS: &[Param] = &[param("n", 4, U32)];
+        PARAMS
     }
     fn work(&self, params: &Params) -> Result<Work> {
         let n = params.vec4_len(self.name())?;
@@ -58,6 +59,9 @@ impl Kernel for PeakBandwidth {
     fn footprint(&self, params: &Params) -> Result<u64> {
         Ok(4 * params.vec4_len(self.name())?)
     }
+    fn largest_binding(&self, params: &Params) -> Result<u64> {
+        self.footprint(params)
+    }
 
     fn prepare(
         &self,
@@ -68,7 +72,7 @@ impl Kernel for PeakBandwidth {
     ) -> Result<Box<dyn Prepared>> {
         let name = self.name();
         let n = params.vec4_len(name)?;
-        super::check_binding(gpu, name, params, 4 * n)?;
+        super::fits_device(gpu, self, params)?;
         let pipelines = super::pipelines(gpu, name, self.shader(), &["main"])?;
         // A CPU adapter pays per invocation, so it gets few long-running ones.
         let cap = if gpu.is_software() {
@@ -122,20 +126,26 @@ impl Kernel for PeakFma {
     fn shader(&self) -> &'static str {
         include_str!("../../shaders/peak_fma.wgsl")
     }
-    fn param_names(&self) -> &'static [&'static str] {
-        &["groups", "iters"]
+    fn params(&self) -> &'static [Param] {
+        const PARAMS: &[Param] = &[param("groups", 1, U32), param("iters", 1, U32)];
+        PARAMS
     }
     fn work(&self, params: &Params) -> Result<Work> {
-        let threads = 256 * params.get(self.name(), "groups")?;
-        let iters = params.get(self.name(), "iters")?;
+        let name = self.name();
+        // At most 2^40 threads (groups fits in 32 bits): the bytes cannot overflow.
+        let threads = 256 * params.get(name, "groups")?;
+        let iters = params.get(name, "iters")?;
         Ok(Work {
             bytes: 8 * threads,
-            flops: threads * iters * CHAINS * 4 * 2,
+            flops: (size(threads) * iters * CHAINS * 4 * 2).get(name, params, "FLOPs")?,
             ..Work::default()
         })
     }
     fn footprint(&self, params: &Params) -> Result<u64> {
         self.work(params).map(|w| w.bytes)
+    }
+    fn largest_binding(&self, params: &Params) -> Result<u64> {
+        Ok(4 * 256 * params.get(self.name(), "groups")?)
     }
 
     fn prepare(
@@ -148,6 +158,7 @@ impl Kernel for PeakFma {
         let name = self.name();
         let groups = params.get(name, "groups")?;
         let iters = params.get(name, "iters")?;
+        super::fits_device(gpu, self, params)?;
         super::check_groups(
             gpu,
             name,

@@ -4,7 +4,7 @@
 use rand::rngs::StdRng;
 
 use super::launch::{f32s, Launch, Set};
-use super::{Kernel, Params, Prepared, Unit, Verification, Work};
+use super::{param, Kernel, Param, Params, Prepared, Unit, Verification, Work, U32};
 use crate::device::Gpu;
 use crate::error::Result;
 
@@ -51,8 +51,9 @@ impl Kernel for Reduce {
             Op::Max => include_str!("../../shaders/reduce_max.wgsl"),
         }
     }
-    fn param_names(&self) -> &'static [&'static str] {
-        &["n"]
+    fn params(&self) -> &'static [Param] {
+        const PARAMS: &[Param] = &[param("n", 4, U32)];
+        PARAMS
     }
     fn work(&self, params: &Params) -> Result<Work> {
         let n = params.vec4_len(self.name())?;
@@ -65,6 +66,9 @@ impl Kernel for Reduce {
     fn footprint(&self, params: &Params) -> Result<u64> {
         Ok(4 * params.vec4_len(self.name())?)
     }
+    fn largest_binding(&self, params: &Params) -> Result<u64> {
+        self.footprint(params)
+    }
 
     fn prepare(
         &self,
@@ -75,7 +79,7 @@ impl Kernel for Reduce {
     ) -> Result<Box<dyn Prepared>> {
         let name = self.name();
         let n = params.vec4_len(name)?;
-        super::check_binding(gpu, name, params, 4 * n)?;
+        super::fits_device(gpu, self, params)?;
         let pipelines = super::pipelines(gpu, name, self.shader(), &["partial", "finish"])?;
         let groups = super::grid_groups(gpu, n / 4, 256, MAX_PARTIALS);
         let op = self.0;

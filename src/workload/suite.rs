@@ -256,8 +256,9 @@ mod tests {
         for scale in [Scale::Tiny, Scale::Small, Scale::Large] {
             for suite in Suite::ALL {
                 for (kernel, params) in instances(suite, scale) {
-                    kernel.work(&params).unwrap_or_else(|e| {
-                        panic!("{suite:?}/{scale:?} {}[{params}]: {e}", kernel.name())
+                    // The loader's check: declared names, ranges and sizes that fit.
+                    super::super::check_params(kernel, &params).unwrap_or_else(|e| {
+                        panic!("{suite:?}/{scale:?} {}[{params}]: {e:?}", kernel.name())
                     });
                 }
             }

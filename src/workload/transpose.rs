@@ -4,7 +4,7 @@
 use rand::rngs::StdRng;
 
 use super::launch::{random_f32, u32s, Launch, Set};
-use super::{Kernel, Params, Prepared, Unit, Work};
+use super::{param, Kernel, Param, Params, Prepared, Unit, Work, U32};
 use crate::device::Gpu;
 use crate::error::Result;
 
@@ -26,8 +26,9 @@ impl Kernel for Transpose {
     fn shader(&self) -> &'static str {
         include_str!("../../shaders/transpose.wgsl")
     }
-    fn param_names(&self) -> &'static [&'static str] {
-        &["rows", "cols"]
+    fn params(&self) -> &'static [Param] {
+        const PARAMS: &[Param] = &[param("rows", 1, U32), param("cols", 1, U32)];
+        PARAMS
     }
     fn work(&self, params: &Params) -> Result<Work> {
         let (rows, cols) = super::rows_cols(NAME, params)?;
@@ -39,6 +40,11 @@ impl Kernel for Transpose {
     fn footprint(&self, params: &Params) -> Result<u64> {
         self.work(params).map(|w| w.bytes)
     }
+    fn largest_binding(&self, params: &Params) -> Result<u64> {
+        // rows·cols fits in 32 bits (`rows_cols`), so this cannot overflow.
+        let (rows, cols) = super::rows_cols(NAME, params)?;
+        Ok(4 * rows * cols)
+    }
 
     fn prepare(
         &self,
@@ -48,7 +54,7 @@ impl Kernel for Transpose {
         rng: &mut StdRng,
     ) -> Result<Box<dyn Prepared>> {
         let (rows, cols) = super::rows_cols(NAME, params)?;
-        super::check_binding(gpu, NAME, params, 4 * rows * cols)?;
+        super::fits_device(gpu, self, params)?;
         let pipelines = super::pipelines(gpu, NAME, self.shader(), &["main"])?;
         let uniform =
             super::uniform_buffer(gpu, "transpose.dims", &[rows as u32, cols as u32, 0, 0]);

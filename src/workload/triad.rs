@@ -3,7 +3,7 @@
 use rand::rngs::StdRng;
 
 use super::launch::{f32s, random_f32, Launch, Set};
-use super::{Kernel, Params, Prepared, Unit, Work};
+use super::{param, Kernel, Param, Params, Prepared, Unit, Work, U32};
 use crate::device::Gpu;
 use crate::error::Result;
 
@@ -25,8 +25,9 @@ impl Kernel for Triad {
     fn shader(&self) -> &'static str {
         include_str!("../../shaders/triad.wgsl")
     }
-    fn param_names(&self) -> &'static [&'static str] {
-        &["n"]
+    fn params(&self) -> &'static [Param] {
+        const PARAMS: &[Param] = &[param("n", 4, U32)];
+        PARAMS
     }
     fn work(&self, params: &Params) -> Result<Work> {
         let n = params.vec4_len(NAME)?;
@@ -39,6 +40,9 @@ impl Kernel for Triad {
     fn footprint(&self, params: &Params) -> Result<u64> {
         Ok(3 * 4 * params.vec4_len(NAME)?)
     }
+    fn largest_binding(&self, params: &Params) -> Result<u64> {
+        Ok(4 * params.vec4_len(NAME)?)
+    }
 
     fn prepare(
         &self,
@@ -48,7 +52,7 @@ impl Kernel for Triad {
         rng: &mut StdRng,
     ) -> Result<Box<dyn Prepared>> {
         let n = params.vec4_len(NAME)?;
-        super::check_binding(gpu, NAME, params, 4 * n)?;
+        super::fits_device(gpu, self, params)?;
         let pipelines = super::pipelines(gpu, NAME, self.shader(), &["main"])?;
         let uniform = super::uniform_buffer(gpu, "triad.params", &[SCALE.to_bits(), 0, 0, 0]);
         let sets = (0..slots)

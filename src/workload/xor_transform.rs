@@ -7,7 +7,7 @@ use rand::rngs::StdRng;
 use rand::Rng;
 
 use super::launch::{u32s, Launch, Set};
-use super::{Kernel, Params, Prepared, Unit, Verification, Work};
+use super::{param, Kernel, Param, Params, Prepared, Unit, Verification, Work, U32};
 use crate::device::Gpu;
 use crate::error::Result;
 
@@ -28,8 +28,9 @@ impl Kernel for XorTransform {
     fn shader(&self) -> &'static str {
         include_str!("../../shaders/xor_transform.wgsl")
     }
-    fn param_names(&self) -> &'static [&'static str] {
-        &["n"]
+    fn params(&self) -> &'static [Param] {
+        const PARAMS: &[Param] = &[param("n", 4, U32)];
+        PARAMS
     }
     fn work(&self, params: &Params) -> Result<Work> {
         // transform, consume, transform again: 3 steps × (2 reads + 1 write) × 4 bytes.
@@ -42,6 +43,9 @@ impl Kernel for XorTransform {
     fn footprint(&self, params: &Params) -> Result<u64> {
         Ok(3 * 4 * params.vec4_len(NAME)?)
     }
+    fn largest_binding(&self, params: &Params) -> Result<u64> {
+        Ok(4 * params.vec4_len(NAME)?)
+    }
 
     fn prepare(
         &self,
@@ -51,7 +55,7 @@ impl Kernel for XorTransform {
         rng: &mut StdRng,
     ) -> Result<Box<dyn Prepared>> {
         let n = params.vec4_len(NAME)?;
-        super::check_binding(gpu, NAME, params, 4 * n)?;
+        super::fits_device(gpu, self, params)?;
         let pipelines = super::pipelines(gpu, NAME, self.shader(), &["transform", "consume"])?;
         let groups = super::grid_groups(gpu, n / 4, 256, 65535);
         let sets = (0..slots)

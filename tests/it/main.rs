@@ -18,7 +18,10 @@
 //!   (`check --record-missing`) records, self-checks and says what it detects, exits 3 under CI,
 //!   and never overwrites another device's file; the shipped baselines are valid data.
 //! - `bad_input`: broken baseline files, missing baselines and missing adapters give exit 2 or 3
-//!   naming the file and field, never a panic.
+//!   naming the file and field, never a panic; every entry of the committed corpus
+//!   (tests/corpus: bad baselines with a manifest, bad argument lists) gets its listed exit code
+//!   and names its field or flag; sizes past this adapter's binding limit are refused; property
+//!   tests throw spoiled baselines at the loader and arbitrary flag values at the parser.
 //! - `manifests`: k8s/ passes kubernetes-validate --strict (core kinds), promtool (alert rules and
 //!   a `promtool test rules` unit test of GpugateNoBaseline) and a documented field check (CRDs);
 //!   its args, ports and probe paths are accepted by the binary.
