@@ -311,23 +311,25 @@ fn wait_child(
     limit: Duration,
 ) -> std::result::Result<ChildOutput, String> {
     use wait_timeout::ChildExt;
-    let started = Instant::now();
-    // A child that died early closes its stdin: its exit status, read below, says why.
-    let sent = child.stdin.take().expect("stdin is piped").write_all(input);
-    // Read on a thread: a result larger than the pipe's buffer would otherwise block the child.
+    // Write and read on threads: a child that stops before reading all its plan, or a result
+    // larger than the pipe's buffer, would otherwise block this thread past any deadline.
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
     let mut stdout = child.stdout.take().expect("stdout is piped");
     let reader = std::thread::spawn(move || {
         let mut bytes = Vec::new();
         stdout.read_to_end(&mut bytes).map(|_| bytes)
     });
     let waited = child
-        .wait_timeout(limit.saturating_sub(started.elapsed()))
+        .wait_timeout(limit)
         .map_err(|e| format!("waiting for the child: {e}"))?;
     let Some(status) = waited else {
         // SIGKILL ends a stopped (SIGSTOP) child too.
         let _ = child.kill();
         let _ = child.wait();
-        let _ = reader.join();
+        // The pipes closed with the child: both threads end.
+        let _ = (writer.join(), reader.join());
         return Err(format!(
             "still running after its deadline of {} (every kernel's deadline, see --deadline, \
              plus {RUN_DEADLINE_SLACK_S} s): killed it",
@@ -338,6 +340,10 @@ fn wait_child(
         .join()
         .map_err(|_| "the reader of the child's output panicked".to_string())?
         .map_err(|e| format!("reading the child's result: {e}"))?;
+    // A child that died early closed its stdin; then its exit status says why.
+    let sent = writer
+        .join()
+        .map_err(|_| "the writer of the child's plan panicked".to_string())?;
     if let Err(e) = sent {
         if status.success() {
             return Err(format!("sending the plan: {e}"));
