@@ -420,7 +420,9 @@ impl Gpu {
                 self.abandon();
                 Err(fault(match deadline {
                     Some(_) => "the GPU did not finish its work by the kernel's deadline \
-                                (--deadline); the device may be hung"
+                                (--deadline; by default 2 × (longest warm-up + --max-time) + \
+                                10 s): the device may be hung, or a sample takes far longer \
+                                than the time caps allow"
                         .to_string(),
                     None => format!(
                         "the GPU did not finish its work within {}; the device may be hung",
