@@ -252,7 +252,8 @@ pub fn measure(gpu: &Gpu, job: &Job<'_>, cfg: &SamplerConfig) -> Result<Measurem
     // Measure until the level is known to the noise target, or a cap is hit. The median CI alone
     // assumes independent samples; consecutive ones are correlated, so batch means must agree.
     let started = Instant::now();
-    let cap = Duration::from_secs_f64(cfg.max_time_s);
+    // A cap too large for a Duration is no cap (the kernel deadline still bounds the run).
+    let cap = Duration::try_from_secs_f64(cfg.max_time_s).unwrap_or(Duration::MAX);
     let mut samples: Vec<f64> = Vec::new();
     let stop = loop {
         let times = timer.samples(CHUNK, batch)?;
@@ -470,6 +471,25 @@ mod tests {
             })
             .count();
         assert!(settled as f64 / trials as f64 >= 0.95, "{settled}/{trials}");
+    }
+
+    #[test]
+    fn kernel_deadlines_follow_the_caps_and_stay_bounded() {
+        let mut cfg = SamplerConfig::for_device(true);
+        // 2 × (2 s warm-up + 1 s cap) + 10 s.
+        assert_eq!(cfg.kernel_deadline(), Duration::from_secs(16));
+        cfg.max_time_s = 0.3;
+        assert_eq!(cfg.kernel_deadline(), Duration::from_secs_f64(14.6));
+        cfg.deadline_s = Some(2.0);
+        assert_eq!(cfg.kernel_deadline(), Duration::from_secs(2));
+        let day = Duration::from_secs_f64(MAX_DEADLINE_S);
+        for huge in [1e300, f64::INFINITY, f64::NAN] {
+            cfg.deadline_s = None;
+            cfg.max_time_s = huge;
+            assert_eq!(cfg.kernel_deadline(), day, "max_time_s {huge}");
+            cfg.deadline_s = Some(huge);
+            assert_eq!(cfg.kernel_deadline(), day, "deadline_s {huge}");
+        }
     }
 
     #[test]
