@@ -255,14 +255,11 @@ pub fn run_in_children(choice: &AdapterChoice, plan: &Plan, runs: usize) -> Resu
                 code: exit::CANNOT_VALIDATE,
                 reason: format!("spawn {}: {e}", exe.display()),
             })?;
-        let output = wait_child(&mut child, &input, deadline).map_err(|reason| Error::Fault {
-            what: format!("measurement run {run}/{runs}"),
-            reason,
-        })?;
         let fault = |reason: String| Error::Fault {
             what: format!("measurement run {run}/{runs}"),
             reason,
         };
+        let output = wait_child(&mut child, &input, deadline).map_err(fault)?;
         if let Some(reason) = killed_or_panicked(output.status) {
             return Err(fault(reason));
         }
