@@ -100,7 +100,7 @@ pub struct MeasureArgs {
     /// Seconds one kernel may take (prepare, warm-up, measuring, verify) before the run is a
     /// fault (exit 4); a run may take its kernels' deadlines plus 30 s [default: 2 × (longest
     /// warm-up + --max-time) + 10 s; at most 86400].
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", value_parser = bounded::<f64>(|s| s > 0.0 && s <= crate::sampler::MAX_DEADLINE_S, "seconds in (0, 86400]"))]
     pub deadline: Option<f64>,
     /// Also write the full report (raw samples included) as JSON to FILE.
     #[arg(long, value_name = "FILE")]
