@@ -25,7 +25,10 @@ Exit codes:
      samples, a kernel measured with another batch, slot count or timing than its baseline)
   3  cannot validate here: no usable adapter, no baseline for this device, too few kernels
      conclusive, a kernel changed since its baseline (re-record), or a driver change under
-     --on-driver-change fail";
+     --on-driver-change fail
+  4  fault, worth a retry: a kernel or run past its deadline (--deadline), a lost device, a GPU
+     error, a measurement child killed by a signal (e.g. the OOM killer's SIGKILL) or panicked
+A report that cannot be written to --json is reported on stderr; it turns only a pass into 2.";
 
 #[derive(Parser, Debug)]
 #[command(name = "gpugate", version, about = "GPU performance validation: did this node or build get slower?", after_help = EXIT_CODES)]
@@ -33,7 +36,8 @@ pub struct Cli {
     /// Use the first adapter whose name contains this (case-insensitive).
     #[arg(long, global = true, env = "WGPU_ADAPTER_NAME")]
     pub adapter: Option<String>,
-    /// Restrict to these wgpu backends (vulkan, metal, dx12, gl; comma-separated).
+    /// Restrict to these wgpu backends (vulkan, metal, dx12; comma-separated). OpenGL is not
+    /// offered: it has no GPU timestamp queries to time kernels with.
     #[arg(long, global = true, env = "WGPU_BACKEND")]
     pub backend: Option<String>,
     /// What to print on stdout.
@@ -93,6 +97,11 @@ pub struct MeasureArgs {
     /// Cap on measuring seconds per kernel and run.
     #[arg(long, value_name = "SECONDS", value_parser = bounded::<f64>(|s| s > 0.0 && s <= MAX_TIME_S, "seconds in (0, 3600]"))]
     pub max_time: Option<f64>,
+    /// Seconds one kernel may take (prepare, warm-up, measuring, verify) before the run is a
+    /// fault (exit 4); a run may take its kernels' deadlines plus 30 s [default: 2 × (longest
+    /// warm-up + --max-time) + 10 s; at most 86400].
+    #[arg(long, value_name = "SECONDS", value_parser = bounded::<f64>(|s| s > 0.0 && s <= crate::sampler::MAX_DEADLINE_S, "seconds in (0, 86400]"))]
+    pub deadline: Option<f64>,
     /// Also write the full report (raw samples included) as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -253,6 +262,7 @@ impl MeasureArgs {
             kernels: self.kernels.clone(),
             noise_target_pct: self.noise_target,
             max_time_s: self.max_time,
+            deadline_s: self.deadline,
             timing: self.timing,
             slowdown,
         };
@@ -603,26 +613,34 @@ fn parse_pairs(flag: &str, pairs: &[String]) -> Result<BTreeMap<String, f64>> {
         .collect()
 }
 
+/// Print the report and write `--json`; the report's exit code. A failed write is reported on
+/// stderr and costs a pass (exit 2), but never hides a regression (1) or a fault (4): a masked
+/// regression would be retried instead of failing the pipeline.
 fn emit(format: Format, report: &report::Report, json: Option<&PathBuf>) -> Result<u8> {
+    let code = report.outcome.exit_code;
     let mut stdout = std::io::stdout().lock();
     let written = match format {
         Format::Table => report::Table.write(report, &mut stdout),
         Format::Json => report::Json.write(report, &mut stdout),
-    };
-    written.map_err(|e| Error::Usage(format!("writing to stdout: {e}")))?;
-    if let Some(path) = json {
-        let mut file = std::fs::File::create(path).map_err(|source| Error::Io {
-            path: path.clone(),
-            source,
-        })?;
-        report::Json
-            .write(report, &mut file)
+    }
+    .map_err(|e| Error::Usage(format!("writing to stdout: {e}")));
+    let saved = json.map_or(Ok(()), |path| {
+        std::fs::File::create(path)
+            .and_then(|mut file| report::Json.write(report, &mut file))
             .map_err(|source| Error::Io {
                 path: path.clone(),
                 source,
-            })?;
+            })
+    });
+    match written.and(saved) {
+        Ok(()) => Ok(code),
+        Err(e) if code == exit::PASS => Err(e),
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("gpugate: error: {e} (exit {code} stands: the report's outcome)");
+            Ok(code)
+        }
     }
-    Ok(report.outcome.exit_code)
 }
 
 /// Variables CI systems set: `CI` (GitHub Actions, GitLab, CircleCI, Travis, Buildkite and

@@ -3,9 +3,16 @@
 //! Acquiring the device is kept apart from running kernels: a [`Gpu`] is opened once and every
 //! workload runs on it.
 
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+
+/// How long a GPU wait may take where no kernel deadline is set (see [`Gpu::within`]): opening
+/// buffers, a correctness-only pass. Generous, but never forever.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(300);
 
 /// What identifies a device for baseline purposes. A baseline is only comparable with the same
 /// name + backend (the key); a different driver is reported, not silently accepted.
@@ -144,10 +151,14 @@ impl AdapterChoice {
         match &self.backend {
             None => Ok(wgpu::Backends::all()),
             Some(list) => {
+                // wgpu's GL backend (its `gles` feature) is not built: GL has no GPU timestamp
+                // queries, and every GPU gpugate validates has Vulkan, Metal or D3D12.
+                let offered = wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12;
                 let b = wgpu::Backends::from_comma_list(list);
-                if b.is_empty() {
+                if b.is_empty() || !offered.contains(b) {
                     Err(Error::Usage(format!(
-                        "--backend {list:?}: expected vulkan, metal, dx12 or gl"
+                        "--backend {list:?}: expected vulkan, metal or dx12 (OpenGL is not \
+                         offered: it has no GPU timestamp queries)"
                     )))
                 } else {
                     Ok(b)
@@ -206,6 +217,10 @@ pub struct Gpu {
     pub timestamps: bool,
     /// Cooperative-matrix shapes the adapter supports (empty unless that feature was enabled).
     pub cooperative_matrix: Vec<wgpu::CooperativeMatrixProperties>,
+    /// When GPU waits must end: the current kernel's deadline, set by [`Gpu::within`].
+    deadline: Mutex<Option<Instant>>,
+    /// Why the device was lost, once wgpu said so.
+    lost: Arc<Mutex<Option<String>>>,
 }
 
 impl Gpu {
@@ -283,6 +298,13 @@ impl Gpu {
         device.on_uncaptured_error(std::sync::Arc::new(|e: wgpu::Error| {
             tracing::error!("uncaptured GPU error: {e}");
         }));
+        let lost = Arc::new(Mutex::new(None));
+        let lost_by_callback = Arc::clone(&lost);
+        device.set_device_lost_callback(move |reason, message| {
+            tracing::error!(?reason, "GPU device lost: {message}");
+            *lost_by_callback.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(format!("device lost ({reason:?}): {message}"));
+        });
         let fingerprint = Fingerprint::from_info(&info);
         tracing::info!(
             adapter = %info.name,
@@ -307,7 +329,49 @@ impl Gpu {
             limits,
             features,
             cooperative_matrix,
+            deadline: Mutex::new(None),
+            lost,
         })
+    }
+
+    /// Run `f` with every GPU wait in it ending by `deadline` at the latest: past it a wait fails
+    /// with [`Error::Fault`].
+    pub fn within<T>(&self, deadline: Instant, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let previous = self.set_deadline(Some(deadline));
+        let out = f();
+        self.set_deadline(previous);
+        out
+    }
+
+    fn set_deadline(&self, deadline: Option<Instant>) -> Option<Instant> {
+        std::mem::replace(
+            &mut *self.deadline.lock().unwrap_or_else(|e| e.into_inner()),
+            deadline,
+        )
+    }
+
+    /// The reason the device was lost, if it was.
+    pub fn lost(&self) -> Option<String> {
+        self.lost.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// An [`Error::Fault`] naming `what` if the device was lost. Polls once without blocking
+    /// first: wgpu reports a loss to the callback from its maintenance, which a poll runs.
+    pub fn check_lost(&self, what: &str) -> Result<()> {
+        let _ = self.device.poll(wgpu::PollType::Poll);
+        match self.lost() {
+            Some(reason) => Err(Error::Fault {
+                what: what.to_string(),
+                reason,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Test-only fault injection (see [`crate::runner::TEST_FAULT_ENV`]): lose the device as a
+    /// driver reset would.
+    pub fn lose_for_test(&self) {
+        self.device.destroy();
     }
 
     /// Run `f` with GPU validation and out-of-memory errors captured: they come back as
@@ -326,15 +390,58 @@ impl Gpu {
         }
     }
 
-    /// Block until all submitted work is done; a failure is an [`Error::Gpu`] naming `what`.
+    /// Block until all submitted work is done, or until the deadline set by [`Gpu::within`]
+    /// ([`DEFAULT_WAIT`] from now without one). Past it, or on a lost device, an
+    /// [`Error::Fault`] naming `what`; another failure is an [`Error::Gpu`].
     pub fn wait(&self, what: &str) -> Result<()> {
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map(drop)
-            .map_err(|e| Error::Gpu {
+        let fault = |reason: String| Error::Fault {
+            what: what.to_string(),
+            reason,
+        };
+        if let Some(reason) = self.lost() {
+            return Err(fault(reason));
+        }
+        let deadline = *self.deadline.lock().unwrap_or_else(|e| e.into_inner());
+        let timeout = deadline.map_or(DEFAULT_WAIT, |d| {
+            d.saturating_duration_since(Instant::now())
+        });
+        // On Vulkan this is a fence wait with this timeout (vkWaitSemaphores/vkWaitForFences);
+        // wgpu answers PollError::Timeout when the submission is not done by then.
+        let polled = self.device.poll(wgpu::PollType::Wait {
+            submission_index: None,
+            timeout: Some(timeout),
+        });
+        if let Some(reason) = self.lost() {
+            return Err(fault(reason));
+        }
+        match polled {
+            Ok(_) => Ok(()),
+            Err(wgpu::PollError::Timeout) => {
+                self.abandon();
+                Err(fault(match deadline {
+                    Some(_) => "the GPU did not finish its work by the kernel's deadline \
+                                (--deadline; by default 2 × (longest warm-up + --max-time) + \
+                                10 s): the device may be hung, or a sample takes far longer \
+                                than the time caps allow"
+                        .to_string(),
+                    None => format!(
+                        "the GPU did not finish its work within {}; the device may be hung",
+                        humantime::format_duration(DEFAULT_WAIT)
+                    ),
+                }))
+            }
+            Err(e) => Err(Error::Gpu {
                 kernel: what.to_string(),
                 reason: format!("poll: {e}"),
-            })
+            }),
+        }
+    }
+
+    /// After a wait timed out the GPU may never finish, and dropping the queue waits for it with
+    /// no timeout (wgpu's `Queue::drop` waits for idle). Keep one handle alive for the rest of
+    /// the process, so the fault is reported and the process exits instead of hanging.
+    fn abandon(&self) {
+        std::mem::forget(self.queue.clone());
     }
 
     /// Map a `MAP_READ` buffer once the work writing it is done, copy its bytes out, unmap it.

@@ -64,6 +64,11 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// Something failed that says nothing about the kernels' speed or results: a deadline, a lost
+    /// device, a killed or panicked child. `what` names the kernel or run.
+    #[error("fault in {what}: {reason}")]
+    Fault { what: String, reason: String },
+
     /// A measurement run in a child process failed; its exit code is passed on.
     #[error("measurement run {run} failed: {reason}")]
     ChildRun {
@@ -92,7 +97,7 @@ impl Error {
             | Error::NoBaseline { .. }
             | Error::CannotValidate(_) => exit::CANNOT_VALIDATE,
             Error::Usage(_) | Error::BaselineFile { .. } | Error::Io { .. } => exit::USAGE,
-            Error::Gpu { .. } => exit::FAIL,
+            Error::Gpu { .. } | Error::Fault { .. } => exit::FAULT,
             Error::ChildRun { code, .. } => *code,
         }
     }

@@ -1,6 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use gpugate::error::exit;
 
 fn main() -> ExitCode {
     gpugate::device::ensure_runtime_dir();
@@ -14,12 +15,23 @@ fn main() -> ExitCode {
         gpugate::cli::LogFormat::Human => logs.init(),
         gpugate::cli::LogFormat::Json => logs.json().init(),
     }
-    match gpugate::cli::run(cli) {
-        Ok(code) => ExitCode::from(code),
-        Err(err) => {
+    // A panic is a fault (exit 4), never Rust's undocumented 101. wgpu panics on a lost device
+    // inside `poll`, so this is also the lost-device path. The default hook has already printed
+    // the message and location.
+    match std::panic::catch_unwind(|| gpugate::cli::run(cli)) {
+        Ok(Ok(code)) => ExitCode::from(code),
+        Ok(Err(err)) => {
             tracing::error!("{err}");
             eprintln!("gpugate: error: {err}");
             ExitCode::from(err.exit_code())
+        }
+        Err(_) => {
+            tracing::error!("fault: gpugate panicked");
+            eprintln!(
+                "gpugate: error: fault: gpugate panicked (message above); exit {}",
+                exit::FAULT
+            );
+            ExitCode::from(exit::FAULT)
         }
     }
 }

@@ -5,8 +5,9 @@
 //! 1.8× between processes while steady within each. A baseline and a check built from separate
 //! processes see that variance instead of being fooled by it.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::io::{Read, Write};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use rand::rngs::StdRng;
@@ -96,8 +97,52 @@ pub struct RunResult {
     pub kernels: Vec<KernelResult>,
 }
 
-/// Run the plan in this process on an opened device.
+/// Test-only fault injection, read by the process that measures (a measurement child, or `run`
+/// with one run): `panic`, `abort`, `kill` (SIGKILL, as the OOM killer sends), `stop` (SIGSTOP),
+/// `hang` (sleep forever) or `lose-device` (destroy the device before the first kernel). The
+/// fault tests use it to prove each one ends as exit 4 within its deadline; nothing else sets it.
+pub const TEST_FAULT_ENV: &str = "GPUGATE_TEST_FAULT";
+
+fn inject_test_fault(gpu: &Gpu) {
+    let Ok(fault) = std::env::var(TEST_FAULT_ENV) else {
+        return;
+    };
+    tracing::warn!("{TEST_FAULT_ENV}={fault}: injecting a fault for a test");
+    let signal_self = |signal: &str| {
+        // The `kill` utility keeps this test hook free of a libc dependency.
+        let _ = Command::new("kill")
+            .args([signal, &std::process::id().to_string()])
+            .status();
+    };
+    match fault.as_str() {
+        "panic" => panic!("{TEST_FAULT_ENV}=panic: injected panic"),
+        "abort" => std::process::abort(),
+        "kill" => signal_self("-KILL"),
+        "stop" => signal_self("-STOP"),
+        "hang" => loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        },
+        "lose-device" => gpu.lose_for_test(),
+        other => tracing::warn!("{TEST_FAULT_ENV}={other}: unknown fault, none injected"),
+    }
+}
+
+/// How long one run of `plan` may take: every kernel's deadline plus [`RUN_DEADLINE_SLACK_S`].
+/// A measurement child still running past it is killed and the run is a fault.
+pub fn run_deadline(plan: &Plan) -> Duration {
+    let kernels =
+        plan.sampler.kernel_deadline() * u32::try_from(plan.items.len()).unwrap_or(u32::MAX);
+    kernels.saturating_add(Duration::from_secs_f64(RUN_DEADLINE_SLACK_S))
+}
+
+/// Per run, for starting a process, opening the device (a driver's first open and NVML's init can
+/// take seconds each) and handing the result back.
+pub const RUN_DEADLINE_SLACK_S: f64 = 30.0;
+
+/// Run the plan in this process on an opened device. Each kernel instance runs within its
+/// deadline ([`SamplerConfig::kernel_deadline`]): a GPU wait past it is an [`Error::Fault`].
 pub fn run_in_process(gpu: &Gpu, plan: &Plan) -> Result<RunResult> {
+    inject_test_fault(gpu);
     let started_at = Utc::now();
     let seed = rand::random::<u64>();
     let mut rng = StdRng::seed_from_u64(seed);
@@ -117,10 +162,14 @@ pub fn run_in_process(gpu: &Gpu, plan: &Plan) -> Result<RunResult> {
             Some(slots) => slots,
             None => plan.sampler.slots_for(kernel.footprint(&item.params)?),
         };
+        gpu.check_lost(&key)?;
         tracing::info!(%key, slots, "measuring");
+        let deadline = Instant::now() + plan.sampler.kernel_deadline();
         // Buffers live only while their instance is measured, so one kernel's memory is not
         // another's neighbour.
-        let prepared = gpu.scoped(&key, || kernel.prepare(gpu, &item.params, slots, &mut rng))?;
+        let prepared = gpu.within(deadline, || {
+            gpu.scoped(&key, || kernel.prepare(gpu, &item.params, slots, &mut rng))
+        })?;
         let job = sampler::Job {
             kernel: kernel.name(),
             prepared: prepared.as_ref(),
@@ -130,9 +179,11 @@ pub fn run_in_process(gpu: &Gpu, plan: &Plan) -> Result<RunResult> {
             timing: item.timing,
         };
         let before = probe.sample();
-        let (measurement, verification) = gpu.scoped(&key, || {
-            let measurement = sampler::measure(gpu, &job, &plan.sampler)?;
-            Ok((measurement, prepared.verify(gpu)?))
+        let (measurement, verification) = gpu.within(deadline, || {
+            gpu.scoped(&key, || {
+                let measurement = sampler::measure(gpu, &job, &plan.sampler)?;
+                Ok((measurement, prepared.verify(gpu)?))
+            })
         })?;
         let telemetry = probe.telemetry(before, probe.sample());
         if !verification.ok {
@@ -193,6 +244,7 @@ pub fn run_in_children(choice: &AdapterChoice, plan: &Plan, runs: usize) -> Resu
         if let Some(backend) = &choice.backend {
             cmd.args(["--backend", backend]);
         }
+        let deadline = run_deadline(&plan);
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -203,35 +255,24 @@ pub fn run_in_children(choice: &AdapterChoice, plan: &Plan, runs: usize) -> Resu
                 code: exit::CANNOT_VALIDATE,
                 reason: format!("spawn {}: {e}", exe.display()),
             })?;
-        child
-            .stdin
-            .take()
-            .expect("stdin is piped")
-            .write_all(&input)
-            .map_err(|e| Error::ChildRun {
-                run,
-                code: exit::FAIL,
-                reason: format!("send plan: {e}"),
-            })?;
-        let output = child.wait_with_output().map_err(|e| Error::ChildRun {
-            run,
-            code: exit::FAIL,
-            reason: e.to_string(),
-        })?;
+        let fault = |reason: String| Error::Fault {
+            what: format!("measurement run {run}/{runs}"),
+            reason,
+        };
+        let output = wait_child(&mut child, &input, deadline).map_err(fault)?;
+        if let Some(reason) = killed_or_panicked(output.status) {
+            return Err(fault(reason));
+        }
         if !output.status.success() {
-            let code = output.status.code().map_or(exit::FAIL, |c| c as u8);
+            let code = output.status.code().map_or(exit::FAULT, |c| c as u8);
             return Err(Error::ChildRun {
                 run,
                 code,
                 reason: format!("child exited with {}", output.status),
             });
         }
-        let result: RunResult =
-            serde_json::from_slice(&output.stdout).map_err(|e| Error::ChildRun {
-                run,
-                code: exit::FAIL,
-                reason: format!("unreadable result: {e}"),
-            })?;
+        let result: RunResult = serde_json::from_slice(&output.stdout)
+            .map_err(|e| fault(format!("unreadable result: {e}")))?;
         let expected: Vec<String> = plan
             .items
             .iter()
@@ -239,11 +280,9 @@ pub fn run_in_children(choice: &AdapterChoice, plan: &Plan, runs: usize) -> Resu
             .collect();
         let got: Vec<&String> = result.kernels.iter().map(|k| &k.key).collect();
         if got.len() != expected.len() || got.iter().zip(&expected).any(|(g, e)| *g != e) {
-            return Err(Error::ChildRun {
-                run,
-                code: exit::FAIL,
-                reason: format!("the result names kernels {got:?}, the plan {expected:?}"),
-            });
+            return Err(fault(format!(
+                "the result names kernels {got:?}, the plan {expected:?}"
+            )));
         }
         if run == 1 {
             for (item, measured) in plan.items.iter_mut().zip(&result.kernels) {
@@ -254,6 +293,80 @@ pub fn run_in_children(choice: &AdapterChoice, plan: &Plan, runs: usize) -> Resu
         results.push(result);
     }
     Ok(results)
+}
+
+struct ChildOutput {
+    status: ExitStatus,
+    stdout: Vec<u8>,
+}
+
+/// Send `input` to a started child, collect its stdout and wait for it to exit, for at most
+/// `limit`; past it the child is killed (a hung or stopped child) and the error says so.
+fn wait_child(
+    child: &mut std::process::Child,
+    input: &[u8],
+    limit: Duration,
+) -> std::result::Result<ChildOutput, String> {
+    use wait_timeout::ChildExt;
+    // Write and read on threads: a child that stops before reading all its plan, or a result
+    // larger than the pipe's buffer, would otherwise block this thread past any deadline.
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    let reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        stdout.read_to_end(&mut bytes).map(|_| bytes)
+    });
+    let waited = child
+        .wait_timeout(limit)
+        .map_err(|e| format!("waiting for the child: {e}"))?;
+    let Some(status) = waited else {
+        // SIGKILL ends a stopped (SIGSTOP) child too.
+        let _ = child.kill();
+        let _ = child.wait();
+        // The pipes closed with the child: both threads end.
+        let _ = (writer.join(), reader.join());
+        return Err(format!(
+            "still running after its deadline of {} (every kernel's deadline, see --deadline, \
+             plus {RUN_DEADLINE_SLACK_S} s): killed it",
+            humantime::format_duration(Duration::from_secs(limit.as_secs()))
+        ));
+    };
+    let stdout = reader
+        .join()
+        .map_err(|_| "the reader of the child's output panicked".to_string())?
+        .map_err(|e| format!("reading the child's result: {e}"))?;
+    // A child that died early closed its stdin; then its exit status says why.
+    let sent = writer
+        .join()
+        .map_err(|_| "the writer of the child's plan panicked".to_string())?;
+    if let Err(e) = sent {
+        if status.success() {
+            return Err(format!("sending the plan: {e}"));
+        }
+    }
+    Ok(ChildOutput { status, stdout })
+}
+
+/// Why a child's exit is a fault rather than a verdict: killed by a signal (SIGKILL is what the
+/// OOM killer sends) or a panic (Rust's exit status 101; gpugate's own panics exit 4).
+fn killed_or_panicked(status: ExitStatus) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(signal) = status.signal() {
+            let name = match signal {
+                6 => " (SIGABRT)",
+                9 => " (SIGKILL, as the OOM killer sends)",
+                11 => " (SIGSEGV)",
+                15 => " (SIGTERM)",
+                _ => "",
+            };
+            return Some(format!("the child was killed by signal {signal}{name}"));
+        }
+    }
+    (status.code() == Some(101)).then(|| "the child panicked (exit status 101)".to_string())
 }
 
 /// Run one iteration on every buffer set, untimed: a correctness-only pass.

@@ -58,7 +58,19 @@ pub struct SamplerConfig {
     /// Rotate buffer sets until this many bytes are touched, so each iteration starts cache-cold.
     pub cold_bytes: u64,
     pub max_slots: usize,
+    /// Seconds one kernel instance may take, GPU waits included, before the run is a fault
+    /// (`--deadline`); None = [`SamplerConfig::kernel_deadline`]'s default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_s: Option<f64>,
 }
+
+/// The default kernel deadline is this many times the longest warm-up plus the time cap, plus
+/// [`KERNEL_DEADLINE_SLACK_S`]: the caps are only checked between chunks, so a kernel may overrun
+/// them by a chunk, and prepare and verify come on top; a kernel far past that is hung.
+pub const KERNEL_DEADLINE_FACTOR: f64 = 2.0;
+pub const KERNEL_DEADLINE_SLACK_S: f64 = 10.0;
+/// No deadline is longer than a day (`--deadline`'s bound too).
+pub const MAX_DEADLINE_S: f64 = 86_400.0;
 
 impl SamplerConfig {
     /// Defaults for a device: GPUs need a longer warm-up (clocks ramp from idle) and get a
@@ -80,6 +92,7 @@ impl SamplerConfig {
                 min_sample_s: 1e-3,
                 cold_bytes: 64 << 20,
                 max_slots: 4,
+                deadline_s: None,
             }
         } else {
             SamplerConfig {
@@ -92,8 +105,20 @@ impl SamplerConfig {
                 min_sample_s: 1e-4,
                 cold_bytes: 256 << 20,
                 max_slots: 8,
+                deadline_s: None,
             }
         }
+    }
+
+    /// How long one kernel instance (prepare, warm-up, measuring, verify) may take.
+    pub fn kernel_deadline(&self) -> Duration {
+        let s = self.deadline_s.unwrap_or(
+            KERNEL_DEADLINE_FACTOR * (self.warmup_max_s + self.max_time_s)
+                + KERNEL_DEADLINE_SLACK_S,
+        );
+        // Bounded even for values the options did not bound: never a panic, never forever.
+        Duration::try_from_secs_f64(s.min(MAX_DEADLINE_S))
+            .unwrap_or(Duration::from_secs_f64(MAX_DEADLINE_S))
     }
 
     /// How many buffer sets to rotate through for an instance occupying `footprint` bytes.
@@ -227,7 +252,8 @@ pub fn measure(gpu: &Gpu, job: &Job<'_>, cfg: &SamplerConfig) -> Result<Measurem
     // Measure until the level is known to the noise target, or a cap is hit. The median CI alone
     // assumes independent samples; consecutive ones are correlated, so batch means must agree.
     let started = Instant::now();
-    let cap = Duration::from_secs_f64(cfg.max_time_s);
+    // A cap too large for a Duration is no cap (the kernel deadline still bounds the run).
+    let cap = Duration::try_from_secs_f64(cfg.max_time_s).unwrap_or(Duration::MAX);
     let mut samples: Vec<f64> = Vec::new();
     let stop = loop {
         let times = timer.samples(CHUNK, batch)?;
@@ -445,6 +471,25 @@ mod tests {
             })
             .count();
         assert!(settled as f64 / trials as f64 >= 0.95, "{settled}/{trials}");
+    }
+
+    #[test]
+    fn kernel_deadlines_follow_the_caps_and_stay_bounded() {
+        let mut cfg = SamplerConfig::for_device(true);
+        // 2 × (2 s warm-up + 1 s cap) + 10 s.
+        assert_eq!(cfg.kernel_deadline(), Duration::from_secs(16));
+        cfg.max_time_s = 0.3;
+        assert_eq!(cfg.kernel_deadline(), Duration::from_secs_f64(14.6));
+        cfg.deadline_s = Some(2.0);
+        assert_eq!(cfg.kernel_deadline(), Duration::from_secs(2));
+        let day = Duration::from_secs_f64(MAX_DEADLINE_S);
+        for huge in [1e300, f64::INFINITY, f64::NAN] {
+            cfg.deadline_s = None;
+            cfg.max_time_s = huge;
+            assert_eq!(cfg.kernel_deadline(), day, "max_time_s {huge}");
+            cfg.deadline_s = Some(huge);
+            assert_eq!(cfg.kernel_deadline(), day, "deadline_s {huge}");
+        }
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub struct MeasureOptions {
     pub noise_target_pct: Option<f64>,
     /// Cap on measuring seconds per kernel and run.
     pub max_time_s: Option<f64>,
+    /// Seconds one kernel may take before the run is a fault; None = the sampler's default.
+    pub deadline_s: Option<f64>,
     /// Timing method; None = GPU timestamps where available (a check uses its baseline's).
     pub timing: Option<TimingMethod>,
     /// Test only: encode KERNEL this many times per iteration.
@@ -187,6 +189,14 @@ impl MeasureOptions {
                 )));
             }
         }
+        if let Some(s) = self.deadline_s {
+            if !(s > 0.0 && s <= crate::sampler::MAX_DEADLINE_S) {
+                return Err(Error::Usage(format!(
+                    "--deadline {s}: expected seconds in (0, {}]",
+                    crate::sampler::MAX_DEADLINE_S
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -198,6 +208,7 @@ impl MeasureOptions {
         if let Some(s) = self.max_time_s {
             cfg.max_time_s = s;
         }
+        cfg.deadline_s = self.deadline_s;
         cfg
     }
 

@@ -22,6 +22,10 @@
 //!   (tests/corpus: bad baselines with a manifest, bad argument lists) gets its listed exit code
 //!   and names its field or flag; sizes past this adapter's binding limit are refused; property
 //!   tests throw spoiled baselines at the loader and arbitrary flag values at the parser.
+//! - `faults`: a measurement child killed (SIGKILL, as the OOM killer), aborted, panicking, hung
+//!   or stopped, gpugate's own panic, a lost device and GPU work past its `--deadline` all exit 4
+//!   within the deadline, naming the run or kernel; a regression with an unwritable `--json`
+//!   still exits 1; `--help` documents exit 4; `--backend gl` is refused.
 //! - `manifests`: k8s/ passes kubernetes-validate --strict (core kinds), promtool (alert rules and
 //!   a `promtool test rules` unit test of GpugateNoBaseline) and a documented field check (CRDs);
 //!   its args, ports and probe paths are accepted by the binary.
@@ -45,6 +49,7 @@
 //!   naming the commands to run); shellcheck passes on `scripts/` and `.ci/run`.
 
 mod bad_input;
+mod faults;
 mod gate;
 mod kernels;
 mod manifests;
