@@ -123,7 +123,9 @@ impl IntoResponse for AppError {
 /// What an error the framework answered means here.
 fn framework_message(status: StatusCode) -> String {
     match status {
-        StatusCode::METHOD_NOT_ALLOWED => "method not allowed on this endpoint (see the Allow header)".into(),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            "method not allowed on this endpoint (see the Allow header)".into()
+        }
         StatusCode::PAYLOAD_TOO_LARGE => {
             format!("request body too large: the limit is {BODY_LIMIT} bytes")
         }
@@ -364,10 +366,8 @@ pub async fn serve_http(
             },
             () = &mut shutdown => break,
         };
-        let connection = http.serve_connection(
-            TokioIo::new(stream),
-            TowerToHyperService::new(app.clone()),
-        );
+        let connection =
+            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {

@@ -219,8 +219,12 @@ impl History {
             if name.starts_with('.') && name.ends_with(".tmp") {
                 // A write that never reached its rename.
                 match std::fs::remove_file(&path) {
-                    Ok(()) => tracing::info!(file = %path.display(), "removed a stale temporary file"),
-                    Err(e) => tracing::warn!(file = %path.display(), "cannot remove a stale temporary file: {e}"),
+                    Ok(()) => {
+                        tracing::info!(file = %path.display(), "removed a stale temporary file")
+                    }
+                    Err(e) => {
+                        tracing::warn!(file = %path.display(), "cannot remove a stale temporary file: {e}")
+                    }
                 }
                 continue;
             }
@@ -367,7 +371,9 @@ impl History {
 /// JSON has no non-finite numbers: serde_json writes NaN and ±inf as `null` and then refuses
 /// `null` for an `f64`, so a record holding one (a ratio against a zero-time baseline) would
 /// save and never load. Records are read through this deserializer over a parsed value, which
-/// reads `null` where an `f64` is expected as NaN and everything else as serde_json does.
+/// reads `null` where an `f64` is expected as NaN and everything else as serde_json does. (Not
+/// through serde's own buffering — internally tagged or untagged enums, `flatten` — where a
+/// `null` still fails; no float of a run record sits there.)
 mod lenient {
     use serde::de::{self, IntoDeserializer, Visitor};
     use serde_json::{Error, Value};
@@ -482,7 +488,10 @@ mod lenient {
                 .map(Some)
         }
 
-        fn next_value_seed<V: de::DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
+        fn next_value_seed<V: de::DeserializeSeed<'de>>(
+            &mut self,
+            seed: V,
+        ) -> Result<V::Value, Error> {
             let value = self
                 .value
                 .take()
@@ -500,8 +509,12 @@ mod lenient {
         type Error = Error;
         type Variant = De;
 
-        fn variant_seed<V: de::DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, De), Error> {
-            let variant = seed.deserialize(IntoDeserializer::<Error>::into_deserializer(self.variant))?;
+        fn variant_seed<V: de::DeserializeSeed<'de>>(
+            self,
+            seed: V,
+        ) -> Result<(V::Value, De), Error> {
+            let variant =
+                seed.deserialize(IntoDeserializer::<Error>::into_deserializer(self.variant))?;
             Ok((variant, De(self.value)))
         }
     }
@@ -513,11 +526,18 @@ mod lenient {
             de::Deserialize::deserialize(self)
         }
 
-        fn newtype_variant_seed<T: de::DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, Error> {
+        fn newtype_variant_seed<T: de::DeserializeSeed<'de>>(
+            self,
+            seed: T,
+        ) -> Result<T::Value, Error> {
             seed.deserialize(self)
         }
 
-        fn tuple_variant<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, Error> {
+        fn tuple_variant<V: Visitor<'de>>(
+            self,
+            _len: usize,
+            visitor: V,
+        ) -> Result<V::Value, Error> {
             de::Deserializer::deserialize_any(self, visitor)
         }
 
@@ -534,6 +554,93 @@ mod lenient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn non_finite_numbers_read_back_as_nan_and_everything_else_as_serde_json_does() {
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "kind", rename_all = "snake_case")]
+        enum Tagged {
+            A { x: u8 },
+            B,
+        }
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        enum Outer {
+            Unit,
+            Newtype(f64),
+            Pair(u8, String),
+            Fields { y: f64 },
+        }
+        #[derive(Debug, Serialize, Deserialize)]
+        struct Doc {
+            plain: f64,
+            big: u64,
+            negative: i64,
+            maybe: Option<f64>,
+            some: Option<f64>,
+            list: Vec<f64>,
+            tagged: Vec<Tagged>,
+            outer: Vec<Outer>,
+            text: String,
+            #[serde(default)]
+            absent: Vec<u8>,
+        }
+        let doc = Doc {
+            plain: f64::INFINITY,
+            big: u64::MAX,
+            negative: -3,
+            maybe: Some(f64::NAN),
+            some: Some(0.1),
+            list: vec![1.5, f64::NEG_INFINITY],
+            tagged: vec![Tagged::A { x: 3 }, Tagged::B],
+            outer: vec![
+                Outer::Unit,
+                Outer::Newtype(f64::INFINITY),
+                Outer::Pair(7, "p".into()),
+                Outer::Fields { y: 2.0 },
+            ],
+            text: "inf".into(),
+            absent: vec![],
+        };
+        let json = serde_json::to_vec(&doc).unwrap();
+        assert!(
+            serde_json::from_slice::<Doc>(&json).is_err(),
+            "serde_json alone refuses its own null"
+        );
+        let value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        let back = Doc::deserialize(lenient::De(value)).unwrap();
+        assert!(back.plain.is_nan());
+        assert_eq!((back.big, back.negative), (u64::MAX, -3));
+        assert_eq!((back.maybe, back.some), (None, Some(0.1)));
+        assert_eq!(back.list[0], 1.5);
+        assert!(back.list[1].is_nan());
+        assert_eq!(back.tagged, [Tagged::A { x: 3 }, Tagged::B]);
+        assert_eq!(back.outer[0], Outer::Unit);
+        assert!(matches!(back.outer[1], Outer::Newtype(v) if v.is_nan()));
+        assert_eq!(back.outer[2], Outer::Pair(7, "p".into()));
+        assert_eq!(back.outer[3], Outer::Fields { y: 2.0 });
+        assert_eq!(back.text, "inf");
+        // Wrong types are still errors.
+        let wrong = serde_json::json!({"plain": "x"});
+        assert!(Doc::deserialize(lenient::De(wrong)).is_err());
+    }
+
+    #[test]
+    fn stale_temporary_files_go_and_writes_leave_none() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".run-000000000003.json.tmp"), b"{").unwrap();
+        std::fs::write(dir.path().join(".accepted.json.tmp"), b"{").unwrap();
+        let mut history = History::open(Some(dir.path()), 5).unwrap();
+        history.accept(1, Trigger::Start).unwrap();
+        let names = |d: &Path| {
+            let mut v: Vec<String> = std::fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names(dir.path()), [ACCEPTED]);
+    }
 
     #[test]
     fn a_missing_baseline_is_its_own_result() {

@@ -342,7 +342,10 @@ impl State {
         let id = record.id;
         if let Err(e) = self.history().push(record) {
             self.metrics.history_save_failed();
-            tracing::error!(id, "run {id} finished but could not be saved (kept in memory): {e}");
+            tracing::error!(
+                id,
+                "run {id} finished but could not be saved (kept in memory): {e}"
+            );
         }
         let mut running = lock(&self.running);
         if running.current == Some(id) {
@@ -459,7 +462,9 @@ impl Fault {
         match std::env::var(FAULT_ENV) {
             Err(_) => Ok(None),
             Ok(v) if v == "worker-panic" => {
-                tracing::warn!("{FAULT_ENV}={v}: the first run will panic (fault injection for tests)");
+                tracing::warn!(
+                    "{FAULT_ENV}={v}: the first run will panic (fault injection for tests)"
+                );
                 Ok(Some(Fault::WorkerPanic))
             }
             Ok(v) => Err(Error::Usage(format!(
@@ -521,7 +526,10 @@ fn worker(
             Err(payload) => {
                 let why = panic_message(payload.as_ref());
                 tracing::error!(id, "validation run panicked: {why}");
-                (None, Err((RunResult::Error, format!("the run panicked: {why}"))))
+                (
+                    None,
+                    Err((RunResult::Error, format!("the run panicked: {why}"))),
+                )
             }
         };
         let record = match outcome {
@@ -558,7 +566,10 @@ fn worker(
 
 /// One check, and what it showed of the device and its baseline (an operator may have mounted
 /// or replaced a baseline since the probe).
-fn measure(choice: &AdapterChoice, check: &CheckOptions) -> (Readiness, Result<crate::report::Report>) {
+fn measure(
+    choice: &AdapterChoice,
+    check: &CheckOptions,
+) -> (Readiness, Result<crate::report::Report>) {
     let outcome = crate::gate::check(choice, check);
     let seen = match &outcome {
         Ok(report) => Readiness::Ready(Node {
@@ -770,10 +781,16 @@ mod tests {
     fn waits_never_panic_and_saturate() {
         for interval in [Duration::ZERO, Duration::from_secs(1), Duration::MAX] {
             for jitter in [0.0, 0.5, 1.0, 100.0, -1.0, f64::NAN, f64::INFINITY] {
-                assert!(next_wait(interval, jitter) <= MAX_WAIT, "{interval:?} {jitter}");
+                assert!(
+                    next_wait(interval, jitter) <= MAX_WAIT,
+                    "{interval:?} {jitter}"
+                );
             }
         }
         assert_eq!(next_wait(Duration::MAX, 0.0), MAX_WAIT);
-        assert_eq!(next_wait(Duration::from_secs(7), f64::NAN), Duration::from_secs(7));
+        assert_eq!(
+            next_wait(Duration::from_secs(7), f64::NAN),
+            Duration::from_secs(7)
+        );
     }
 }

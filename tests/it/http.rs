@@ -313,5 +313,8 @@ async fn framework_errors_are_rewritten_as_json() {
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     let body: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(body["status"], 408, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("not answered"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("not answered"),
+        "{body}"
+    );
 }

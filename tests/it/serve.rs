@@ -284,7 +284,14 @@ async fn triggering_needs_the_token_and_one_run_at_a_time() {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert!(body["error"].is_string());
     // Wrong tokens of every length, and other schemes, are refused alike.
-    for wrong in ["Bearer wrong-token", "Bearer test-tokeX", "Bearer test-token-and-more", "Bearer ", "Basic dGVzdC10b2tlbg==", "test-token"] {
+    for wrong in [
+        "Bearer wrong-token",
+        "Bearer test-tokeX",
+        "Bearer test-token-and-more",
+        "Bearer ",
+        "Basic dGVzdC10b2tlbg==",
+        "test-token",
+    ] {
         let req = Request::post("/api/v1/runs")
             .header("authorization", wrong)
             .body(Body::empty())
@@ -328,7 +335,10 @@ async fn without_a_token_triggering_is_disabled() {
     let (state, _rx) = state(None);
     let (status, body) = call(&state, post("/api/v1/runs", Some("anything"))).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("no token"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("no token"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -355,7 +365,10 @@ async fn bad_requests_get_json_4xx() {
     let (status, body) = call(&state, big).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(
-        body["error"].as_str().unwrap().contains(&BODY_LIMIT.to_string()),
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains(&BODY_LIMIT.to_string()),
         "413 is JSON too: {body}"
     );
     // 405 is JSON and keeps its Allow header.
@@ -410,7 +423,10 @@ async fn verdict_endpoints_follow_the_latest_finished_run() {
         assert!(body.get(field).is_some(), "{field} missing: {body}");
     }
     // Freshness, for an analysis that refuses a stale verdict: seconds since finished_at.
-    assert!(body["age_seconds"].as_u64().is_some_and(|a| a < 60), "{body}");
+    assert!(
+        body["age_seconds"].as_u64().is_some_and(|a| a < 60),
+        "{body}"
+    );
     assert_eq!(
         (body["ok"].clone(), body["run_id"].clone()),
         (true.into(), id.into())
@@ -524,8 +540,14 @@ async fn a_device_without_a_baseline_says_no_baseline_from_the_probe_on() {
     assert_eq!(flagger, StatusCode::PRECONDITION_FAILED);
 }
 
-/// A real check report of `copy` against the recorded baseline: rows with comparisons.
+/// A real check report of `copy` against the recorded baseline: rows with comparisons. Made
+/// once for the tests that need one.
 fn real_check_report() -> Report {
+    static REPORT: std::sync::OnceLock<Report> = std::sync::OnceLock::new();
+    REPORT.get_or_init(make_check_report).clone()
+}
+
+fn make_check_report() -> Report {
     let baseline = crate::recorded_baseline();
     let _lock = crate::shared_lock();
     let out = crate::gpugate()
@@ -668,6 +690,39 @@ async fn metrics_use_the_text_format_and_bounded_labels() {
     );
 }
 
+/// JSON cannot hold infinity: a ratio against a near-zero baseline is written as `null`. The
+/// record must still load after a restart (as NaN), not be skipped as unreadable.
+#[test]
+fn a_record_with_non_finite_numbers_loads_after_a_restart() {
+    let mut report = real_check_report();
+    let row = &mut report.rows[0];
+    row.median_s = f64::INFINITY;
+    let comparison = row.comparison.as_mut().unwrap();
+    comparison.ratio = f64::INFINITY;
+    comparison.threshold = f64::NAN;
+    let dir = tempfile::tempdir().unwrap();
+    let mut history = History::open(Some(dir.path()), 10).unwrap();
+    let mut run = record(1, RunResult::Regression);
+    run.report = Some(report.clone());
+    history.push(run).unwrap();
+    drop(history);
+
+    let reopened = History::open(Some(dir.path()), 10).unwrap();
+    let loaded = reopened
+        .get(1)
+        .expect("the record loads")
+        .report
+        .clone()
+        .unwrap();
+    let row = &loaded.rows[0];
+    assert!(row.median_s.is_nan());
+    let comparison = row.comparison.as_ref().unwrap();
+    assert!(comparison.ratio.is_nan() && comparison.threshold.is_nan());
+    assert_eq!(loaded.rows.len(), report.rows.len());
+    assert_eq!(loaded.rows[0].key, report.rows[0].key);
+    assert_eq!(loaded.runs, report.runs, "the raw samples are intact");
+}
+
 #[test]
 fn history_survives_restart_skips_corrupt_files_and_keeps_retention() {
     let dir = tempfile::tempdir().unwrap();
@@ -687,7 +742,11 @@ fn history_survives_restart_skips_corrupt_files_and_keeps_retention() {
     std::fs::write(dir.path().join(".run-000000000010.json.tmp"), b"partial").unwrap();
     let reopened = History::open(Some(dir.path()), 3).unwrap();
     assert_eq!(ids(&reopened), [4, 3, 2]);
-    assert_eq!(reopened.next_id(), 10, "a torn file's id is never handed out again");
+    assert_eq!(
+        reopened.next_id(),
+        10,
+        "a torn file's id is never handed out again"
+    );
     assert!(
         !dir.path().join(".run-000000000010.json.tmp").exists(),
         "stale temporary files are removed at start"
@@ -707,7 +766,10 @@ fn an_accepted_run_is_durable_and_ends_as_interrupted_if_the_process_dies() {
     let run = reopened.get(2).expect("run 2 is recorded");
     assert_eq!(run.result, RunResult::Interrupted);
     assert_eq!(run.trigger, Trigger::Api);
-    assert!(run.error.as_deref().unwrap().contains("interrupted"), "{run:?}");
+    assert!(
+        run.error.as_deref().unwrap().contains("interrupted"),
+        "{run:?}"
+    );
     assert_eq!(reopened.next_id(), 3);
     drop(reopened);
     // The interrupted record is itself on disk: a second restart finds nothing new.
@@ -718,12 +780,18 @@ fn an_accepted_run_is_durable_and_ends_as_interrupted_if_the_process_dies() {
     // Ids are never reused, even when every run file is deleted: the high-water mark stays.
     for e in std::fs::read_dir(dir.path()).unwrap() {
         let path = e.unwrap().path();
-        if path.file_name().unwrap().to_string_lossy().starts_with("run-") {
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("run-")
+        {
             std::fs::remove_file(path).unwrap();
         }
     }
+    // (Run 2, the latest accepted, has no record of its end any more: interrupted again.)
     let emptied = History::open(Some(dir.path()), 10).unwrap();
-    assert_eq!(emptied.iter().count(), 0);
+    assert_eq!(emptied.iter().map(|r| r.id).collect::<Vec<_>>(), [2]);
     assert_eq!(emptied.next_id(), 3);
 }
 
@@ -739,10 +807,19 @@ async fn a_run_is_kept_in_memory_whatever_the_disk_does() {
     state.set_readiness(ready("1.0", BaselineState::Loaded(format!("{KEY}.json"))));
     state.finish(record(id, RunResult::Pass));
     let (body, _) = verdicts(&state).await;
-    assert_eq!(body["verdict"], "pass", "the unsaved run is still the verdict: {body}");
-    assert_eq!(call(&state, get(&format!("/api/v1/runs/{id}"))).await.0, StatusCode::OK);
+    assert_eq!(
+        body["verdict"], "pass",
+        "the unsaved run is still the verdict: {body}"
+    );
+    assert_eq!(
+        call(&state, get(&format!("/api/v1/runs/{id}"))).await.0,
+        StatusCode::OK
+    );
     let m = samples(&scrape(&state).await.1);
-    assert_eq!(value(&m, "gpugate_history_save_failures_total", &[]), Some(1.0));
+    assert_eq!(
+        value(&m, "gpugate_history_save_failures_total", &[]),
+        Some(1.0)
+    );
     assert_eq!(value(&m, "gpugate_run_in_progress", &[]), Some(0.0));
 
     // A scheduled run still starts (its acceptance counted as a failed save) ...
@@ -751,9 +828,15 @@ async fn a_run_is_kept_in_memory_whatever_the_disk_does() {
     // ... but an API run is refused: a 202 would promise what the disk does not hold.
     let (status, body) = call(&state, post("/api/v1/runs", Some(TOKEN))).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("history"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("history"),
+        "{body}"
+    );
     let m = samples(&scrape(&state).await.1);
-    assert_eq!(value(&m, "gpugate_history_save_failures_total", &[]), Some(4.0));
+    assert_eq!(
+        value(&m, "gpugate_history_save_failures_total", &[]),
+        Some(4.0)
+    );
     assert_eq!(value(&m, "gpugate_run_in_progress", &[]), Some(0.0));
     // Once the disk is back, API runs are accepted again, with ids never handed out before.
     std::fs::create_dir_all(&history_dir).unwrap();
@@ -841,19 +924,19 @@ impl Server {
             .unwrap()
             .port();
         let mut cmd = crate::gpugate_command();
+        cmd.args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--kernel",
+            "copy",
+        ])
+        .args(["--threshold", crate::MECHANICS_THRESHOLD, "--baselines"])
+        .arg(baseline)
+        .arg("--history")
+        .arg(history);
         configure(&mut cmd);
         let child = cmd
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--kernel",
-                "copy",
-            ])
-            .args(["--threshold", crate::MECHANICS_THRESHOLD, "--baselines"])
-            .arg(baseline)
-            .arg("--history")
-            .arg(history)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -981,11 +1064,12 @@ fn a_panicking_run_is_recorded_as_an_error_and_the_sidecar_goes_on() {
     });
     let run = server.wait_finished(1);
     assert_eq!(run["result"], "error", "{run}");
-    assert!(
-        run["error"].as_str().unwrap().contains("panicked"),
-        "{run}"
+    assert!(run["error"].as_str().unwrap().contains("panicked"), "{run}");
+    assert_eq!(
+        server.get("/livez").unwrap().0,
+        200,
+        "the scheduler is alive"
     );
-    assert_eq!(server.get("/livez").unwrap().0, 200, "the scheduler is alive");
     let (_, body) = server.get("/api/v1/verdict").unwrap();
     let verdict: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(verdict["verdict"], "error", "{verdict}");
@@ -1011,7 +1095,8 @@ fn a_missing_token_file_is_no_token() {
     let _lock = crate::shared_lock();
     let (history, baselines) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut server = Server::start_with(history.path(), baselines.path(), |cmd| {
-        cmd.arg("--token-file").arg(history.path().join("absent/token"));
+        cmd.arg("--token-file")
+            .arg(history.path().join("absent/token"));
     });
     // It comes up (an optional Secret that does not exist must not CrashLoop) ...
     server.wait_for("/livez", |s, _| s == 200);
@@ -1053,7 +1138,10 @@ fn kill_9_at_random_points_loses_no_acknowledged_run() {
             .map(|r| r["id"].as_u64().unwrap())
             .collect();
         for id in &acknowledged {
-            assert!(listed.contains(id), "round {round}: run {id} got a 202 and is gone: {runs}");
+            assert!(
+                listed.contains(id),
+                "round {round}: run {id} got a 202 and is gone: {runs}"
+            );
         }
         for r in runs["runs"].as_array().unwrap() {
             let result = r["result"].as_str().unwrap();
@@ -1067,13 +1155,16 @@ fn kill_9_at_random_points_loses_no_acknowledged_run() {
             "newest first, each id once: {listed:?}"
         );
         if let Some(&newest) = listed.first() {
-            assert!(newest >= highest_seen, "round {round}: ids went back: {listed:?}");
+            assert!(
+                newest >= highest_seen,
+                "round {round}: ids went back: {listed:?}"
+            );
         }
         highest_seen = listed.first().copied().unwrap_or(0);
 
         // Request runs until the kill, at a random moment within about three runs.
-        let kill_at = std::time::Instant::now()
-            + std::time::Duration::from_millis(rng.random_range(0..3000));
+        let kill_at =
+            std::time::Instant::now() + std::time::Duration::from_millis(rng.random_range(0..3000));
         while std::time::Instant::now() < kill_at {
             if let Some(id) = post_over_socket(server.port) {
                 assert!(
@@ -1093,7 +1184,10 @@ fn kill_9_at_random_points_loses_no_acknowledged_run() {
         let (status, body) = server.get(&format!("/api/v1/runs/{id}")).unwrap();
         assert_eq!(status, 200, "run {id} got a 202 and is gone: {body}");
     }
-    assert!(acknowledged.len() >= 2, "the loop acknowledged runs: {acknowledged:?}");
+    assert!(
+        acknowledged.len() >= 2,
+        "the loop acknowledged runs: {acknowledged:?}"
+    );
 }
 
 /// Every file in `dir`, sorted.
