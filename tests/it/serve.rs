@@ -316,17 +316,15 @@ async fn triggering_needs_the_token_and_one_run_at_a_time() {
     assert_eq!(body["running_id"], id);
 
     // The worker finishes; the next trigger gets the next id. The scheme is case-insensitive.
-    let mut next = id;
-    for scheme in ["bearer", "BEARER", "BeArEr"] {
-        state.finish(record(next, RunResult::Pass));
+    for (previous, scheme) in (id..).zip(["bearer", "BEARER", "BeArEr"]) {
+        state.finish(record(previous, RunResult::Pass));
         let req = Request::post("/api/v1/runs")
             .header("authorization", format!("{scheme} {TOKEN}"))
             .body(Body::empty())
             .unwrap();
         let (status, body) = call(&state, req).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{scheme}: {body}");
-        assert_eq!(body["id"], next + 1);
-        next += 1;
+        assert_eq!(body["id"], previous + 1);
     }
 }
 
