@@ -631,29 +631,43 @@ pub fn next_wait(interval: Duration, jitter: f64) -> Duration {
 }
 
 /// Resolves on SIGTERM (what Kubernetes sends) or Ctrl-C; on other platforms on Ctrl-C only.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// The Unix handlers are installed by this call, not at the first poll, so a SIGTERM that comes
+/// as soon as the port answers is a graceful shutdown too. Call it inside the runtime.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    let signals = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    };
+    async move {
+        #[cfg(unix)]
+        {
+            let wait = |s: std::io::Result<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(e) => {
+                        tracing::warn!("cannot listen for a signal: {e}");
+                        std::future::pending::<()>().await;
+                    }
+                }
+            };
+            let (term, int) = signals;
+            tokio::select! {
+                () = wait(term) => {},
+                () = wait(int) => {},
             }
-            Err(e) => {
-                tracing::warn!("cannot listen for SIGTERM: {e}");
+        }
+        #[cfg(not(unix))]
+        {
+            if let Err(e) = tokio::signal::ctrl_c().await {
+                tracing::warn!("cannot listen for Ctrl-C: {e}");
                 std::future::pending::<()>().await;
             }
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+        tracing::info!("shutting down: no new requests; finished runs are already on disk");
     }
-    tracing::info!("shutting down: no new requests; finished runs are already on disk");
 }
 
 /// Start a run from the scheduler, off the async runtime (it writes the acceptance durably).
@@ -695,6 +709,7 @@ pub fn serve(config: Config) -> Result<u8> {
         .build()
         .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(async move {
+        let shutdown = shutdown_signal();
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|e| Error::Usage(format!("--listen {}: {e}", config.listen)))?;
@@ -715,7 +730,7 @@ pub fn serve(config: Config) -> Result<u8> {
             listener,
             api::app(state),
             api::HttpLimits::default(),
-            shutdown_signal(),
+            shutdown,
         )
         .await;
         scheduler.abort();
