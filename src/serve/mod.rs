@@ -728,15 +728,41 @@ pub fn serve(config: Config) -> Result<u8> {
         };
         let served = api::serve_http(
             listener,
-            api::app(state),
+            api::app(state.clone()),
             api::HttpLimits::default(),
             shutdown,
         )
         .await;
         scheduler.abort();
+        wait_for_the_worker(&state, SHUTDOWN_WAIT).await;
         served.map_err(|e| Error::Usage(format!("server: {e}")))
     })?;
     Ok(exit::PASS)
+}
+
+/// How long a shutdown waits for the run in progress (or the start-up probe) to end.
+pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(20);
+
+/// Wait, up to `limit`, until the worker is idle: exiting while it is inside the GPU driver
+/// runs the driver's static destructors under it (a segfault on lavapipe). A run still going
+/// after `limit` is left; the next start records it as `interrupted`.
+async fn wait_for_the_worker(state: &State, limit: Duration) {
+    let busy = || state.readiness() == Readiness::Starting || state.running_id().is_some();
+    if !busy() {
+        return;
+    }
+    tracing::info!("waiting up to {limit:?} for the run in progress to finish");
+    let deadline = tokio::time::Instant::now() + limit;
+    while busy() && state.worker_alive.load(Ordering::SeqCst) {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                running = state.running_id(),
+                "exiting with a run unfinished: the next start records it as interrupted"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[cfg(test)]

@@ -1107,7 +1107,8 @@ fn a_missing_token_file_is_no_token() {
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("no token"), "{body}");
     server.signal("-TERM");
-    assert_eq!(server.child.wait().unwrap().code(), Some(0));
+    let st = server.child.wait().unwrap();
+    assert_eq!(st.code(), Some(0), "{st:?}");
 }
 
 /// kill -9 at random (seeded) moments while runs are being requested, then restart on the same
