@@ -637,7 +637,10 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     let signals = {
         use tokio::signal::unix::{signal, SignalKind};
-        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+        (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        )
     };
     async move {
         #[cfg(unix)]
@@ -807,6 +810,59 @@ mod tests {
             1,
             "looking never writes"
         );
+    }
+
+    #[tokio::test]
+    async fn livez_fails_only_once_the_scheduler_or_the_worker_is_gone() {
+        use axum::body::Body;
+        use axum::http::{Request, StatusCode};
+        use tower::ServiceExt;
+        let livez = |state: &Arc<State>| {
+            let app = api::app(state.clone());
+            async move {
+                let response = app
+                    .oneshot(Request::get("/livez").body(Body::empty()).unwrap())
+                    .await
+                    .unwrap();
+                response.status()
+            }
+        };
+        for which in ["scheduler", "worker"] {
+            let (tx, _rx) = mpsc::channel();
+            let state = Arc::new(State::new(
+                History::open(None, 10).unwrap(),
+                Metrics::new("n"),
+                None,
+                tx,
+            ));
+            let guard = match which {
+                "scheduler" => state.scheduler_guard(),
+                _ => state.worker_guard(),
+            };
+            // A run in progress is no liveness failure.
+            let id = state.start_run(Trigger::Start).unwrap();
+            assert_eq!(livez(&state).await, StatusCode::OK);
+            // The task or thread ends (a panic unwinds through the guard the same way).
+            drop(guard);
+            assert_eq!(
+                livez(&state).await,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{which}"
+            );
+            assert!(state.liveness().unwrap_err().contains(which));
+            if which == "worker" {
+                state.finish(RunRecord {
+                    id,
+                    trigger: Trigger::Start,
+                    started_at: Utc::now(),
+                    finished_at: Utc::now(),
+                    result: RunResult::Error,
+                    report: None,
+                    error: None,
+                });
+                assert_eq!(state.start_run(Trigger::Api), Err(Refused::Stopped));
+            }
+        }
     }
 
     #[test]
