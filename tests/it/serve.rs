@@ -1121,10 +1121,17 @@ fn kill_9_at_random_points_loses_no_acknowledged_run() {
     let _lock = crate::shared_lock();
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
     let (history, baselines) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // Runs take tens of milliseconds here: keep every one (retention would rightly drop some).
+    let start = |history: &tempfile::TempDir, baselines: &tempfile::TempDir| {
+        Server::start_with(history.path(), baselines.path(), |cmd| {
+            cmd.env("GPUGATE_TOKEN", TOKEN)
+                .args(["--retention", "100000"]);
+        })
+    };
     let mut acknowledged: Vec<u64> = vec![];
     let mut highest_seen = 0;
     for round in 0..4 {
-        let mut server = Server::start(history.path(), baselines.path());
+        let mut server = start(&history, &baselines);
         server.wait_for("/livez", |s, _| s == 200);
         // Everything acknowledged so far is listed, finished or interrupted; nothing running
         // from before is left running.
@@ -1177,7 +1184,7 @@ fn kill_9_at_random_points_loses_no_acknowledged_run() {
         server.signal("-KILL");
         server.child.wait().unwrap();
     }
-    let server = Server::start(history.path(), baselines.path());
+    let server = start(&history, &baselines);
     server.wait_for("/livez", |s, _| s == 200);
     for id in &acknowledged {
         let (status, body) = server.get(&format!("/api/v1/runs/{id}")).unwrap();
@@ -1186,6 +1193,17 @@ fn kill_9_at_random_points_loses_no_acknowledged_run() {
     assert!(
         acknowledged.len() >= 2,
         "the loop acknowledged runs: {acknowledged:?}"
+    );
+    let (_, body) = server.get("/api/v1/runs").unwrap();
+    let interrupted: Vec<u64> = serde_json::from_str::<Value>(&body).unwrap()["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["result"] == "interrupted")
+        .map(|r| r["id"].as_u64().unwrap())
+        .collect();
+    eprintln!(
+        "acknowledged across 4 kill -9 rounds: {acknowledged:?}; interrupted: {interrupted:?}"
     );
 }
 
