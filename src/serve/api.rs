@@ -61,9 +61,9 @@ pub enum AppError {
     Conflict(u64),
     /// The service cannot do this now: why.
     Unavailable(String),
-    /// An error the framework answered (405, 408, 413, …), rewritten as JSON by
-    /// [`json_errors`].
-    Status(StatusCode),
+    /// An error the framework answered (405, 408, 413, an extractor's 400, …) with what its
+    /// body said, rewritten as JSON by [`json_errors`].
+    Status(StatusCode, String),
 }
 
 impl From<Refused> for AppError {
@@ -103,7 +103,7 @@ impl IntoResponse for AppError {
                 Some(id),
             ),
             AppError::Unavailable(why) => (StatusCode::SERVICE_UNAVAILABLE, why, None),
-            AppError::Status(status) => (status, framework_message(status), None),
+            AppError::Status(status, said) => (status, framework_message(status, said), None),
         };
         let mut body = json!({"error": error, "status": status.as_u16()});
         if let Some(id) = running_id {
@@ -121,7 +121,7 @@ impl IntoResponse for AppError {
 }
 
 /// What an error the framework answered means here.
-fn framework_message(status: StatusCode) -> String {
+fn framework_message(status: StatusCode, said: String) -> String {
     match status {
         StatusCode::METHOD_NOT_ALLOWED => {
             "method not allowed on this endpoint (see the Allow header)".into()
@@ -133,6 +133,7 @@ fn framework_message(status: StatusCode) -> String {
             "the request was not answered within {} s",
             REQUEST_TIMEOUT.as_secs()
         ),
+        _ if !said.trim().is_empty() => said.trim().to_string(),
         other => other
             .canonical_reason()
             .unwrap_or("request failed")
@@ -151,8 +152,14 @@ pub async fn json_errors(response: Response) -> Response {
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return response;
     }
-    let (parts, _) = response.into_parts();
-    let mut rendered = AppError::Status(status).into_response();
+    let (parts, body) = response.into_parts();
+    // What the framework said (an extractor's rejection, say), if it is short text.
+    let said = axum::body::to_bytes(body, 1024)
+        .await
+        .ok()
+        .and_then(|b| String::from_utf8(b.to_vec()).ok())
+        .unwrap_or_default();
+    let mut rendered = AppError::Status(status, said).into_response();
     for (name, value) in &parts.headers {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
             rendered.headers_mut().insert(name.clone(), value.clone());

@@ -214,7 +214,7 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, u16, Body)> {
         ("run id not a number", req(format!("GET /api/v1/runs/abc HTTP/1.1\r\n{close}\r\n")), 400, Body::JsonError("not a number")),
         ("run id past u64", req(format!("GET /api/v1/runs/99999999999999999999999 HTTP/1.1\r\n{close}\r\n")), 400, Body::JsonError("not a number")),
         ("negative run id", req(format!("GET /api/v1/runs/-1 HTTP/1.1\r\n{close}\r\n")), 400, Body::JsonError("not a number")),
-        ("run id not UTF-8", req(format!("GET /api/v1/runs/%ff%fe HTTP/1.1\r\n{close}\r\n")), 400, Body::JsonError("")),
+        ("run id not UTF-8", req(format!("GET /api/v1/runs/%ff%fe HTTP/1.1\r\n{close}\r\n")), 400, Body::JsonError("UTF-8")),
         ("unknown run", req(format!("GET /api/v1/runs/7 HTTP/1.1\r\n{close}\r\n")), 404, Body::JsonError("no run 7")),
         ("HTTP/1.0 without Host", req("GET /api/v1/verdict HTTP/1.0\r\n\r\n".into()), 200, Body::Json),
         ("right token, upper-case scheme", req(format!("POST /api/v1/runs HTTP/1.1\r\n{close}Authorization: BEARER {TOKEN}\r\nContent-Length: 0\r\n\r\n")), 202, Body::Json),
