@@ -458,19 +458,16 @@ pub enum Fault {
 pub const FAULT_ENV: &str = "GPUGATE_TEST_FAULT";
 
 impl Fault {
-    fn from_env() -> Result<Option<Fault>> {
-        match std::env::var(FAULT_ENV) {
-            Err(_) => Ok(None),
-            Ok(v) if v == "worker-panic" => {
-                tracing::warn!(
-                    "{FAULT_ENV}={v}: the first run will panic (fault injection for tests)"
-                );
-                Ok(Some(Fault::WorkerPanic))
-            }
-            Ok(v) => Err(Error::Usage(format!(
-                "{FAULT_ENV}={v:?}: unknown fault (the only one is worker-panic)"
-            ))),
-        }
+    /// `worker-panic` only: the variable's other values are faults the measurement children
+    /// inject (the runner's hook, same variable), not serve's.
+    fn from_env() -> Option<Fault> {
+        let value = std::env::var(FAULT_ENV).ok()?;
+        (value == "worker-panic").then(|| {
+            tracing::warn!(
+                "{FAULT_ENV}={value}: the first run will panic (fault injection for tests)"
+            );
+            Fault::WorkerPanic
+        })
     }
 }
 
@@ -689,7 +686,7 @@ async fn start_scheduled(state: &Arc<State>, trigger: Trigger) {
 
 /// Run the sidecar until SIGTERM or Ctrl-C.
 pub fn serve(config: Config) -> Result<u8> {
-    let fault = Fault::from_env()?;
+    let fault = Fault::from_env();
     let history = History::open(config.history.as_deref(), config.retention)?;
     let (tx, rx) = mpsc::channel();
     let state = Arc::new(State::new(
