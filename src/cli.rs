@@ -389,26 +389,36 @@ fn serve(choice: AdapterChoice, args: &ServeArgs) -> Result<u8> {
         return Err(Error::Usage("--interval must be longer than zero".into()));
     }
     let token = match (&args.token_file, &args.token) {
-        (Some(path), _) => {
-            let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-                path: path.clone(),
-                source,
-            })?;
-            let token = text.trim().to_string();
-            if token.is_empty() {
+        (Some(path), _) => match std::fs::read_to_string(path) {
+            // A missing file is no token: an `optional: true` Secret that does not exist
+            // mounts nothing, and the sidecar must still come up, with writes refused.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::warn!(
+                    "--token-file {}: no such file; POST /api/v1/runs is disabled",
+                    path.display()
+                );
+                None
+            }
+            Err(source) => {
+                return Err(Error::Io {
+                    path: path.clone(),
+                    source,
+                })
+            }
+            Ok(text) if text.trim().is_empty() => {
                 return Err(Error::Usage(format!(
                     "--token-file {}: the file is empty",
                     path.display()
-                )));
+                )))
             }
-            Some(token)
-        }
+            Ok(text) => Some(text.trim().to_string()),
+        },
         (None, Some(t)) if !t.trim().is_empty() => Some(t.trim().to_string()),
-        (None, _) => None,
+        (None, _) => {
+            tracing::warn!("no token configured: POST /api/v1/runs is disabled");
+            None
+        }
     };
-    if token.is_none() {
-        tracing::warn!("no token configured: POST /api/v1/runs is disabled");
-    }
     crate::serve::serve(crate::serve::Config {
         listen: args.listen,
         interval: args.interval,

@@ -1,7 +1,12 @@
-//! The HTTP layer: `app(state) -> Router`. Handlers read the shared state and enqueue runs; they
-//! never touch wgpu and never wait on the GPU. Every error is JSON with a 4xx status for bad
-//! requests (see [`AppError`]), never an internal detail.
+//! The HTTP layer: `app(state) -> Router`, served by [`serve_http`]. Handlers read the shared
+//! state and enqueue runs; they never touch wgpu and never wait on the GPU. Every error the
+//! router answers is one JSON shape, `{"error": …, "status": …}` ([`AppError`]) — the
+//! framework's own 404/405/408/413 included ([`json_errors`]) — never an internal detail.
+//! Connections are bounded in number and in how long their request head may take
+//! ([`HttpLimits`]); a request hyper cannot parse is answered by hyper itself (400, 414, 431,
+//! with an empty body) before the router sees it.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +21,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use super::history::{RunRecord, Trigger};
-use super::{BaselineState, Readiness, State, VerdictDoc, PENDING};
+use super::{BaselineState, Readiness, Refused, State, VerdictDoc, PENDING};
 
 /// Requests carry no meaningful body; anything larger than this is refused with 413.
 pub const BODY_LIMIT: usize = 16 * 1024;
@@ -24,7 +29,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn app(state: Arc<State>) -> Router {
     Router::new()
-        .route("/livez", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/v1/runs", get(list_runs).post(trigger_run))
@@ -38,11 +43,13 @@ pub fn app(state: Arc<State>) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
+        .layer(axum::middleware::map_response(json_errors))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 
-/// Every error the API returns: a status and a JSON `{error}` that names what was wrong.
+/// Every error the API returns: a status and a JSON `{"error", "status"}` that names what was
+/// wrong.
 #[derive(Debug)]
 pub enum AppError {
     Unauthorized,
@@ -52,33 +59,121 @@ pub enum AppError {
     BadRequest(String),
     /// A run is in progress (its id).
     Conflict(u64),
+    /// The service cannot do this now: why.
+    Unavailable(String),
+    /// An error the framework answered (405, 408, 413, an extractor's 400, …) with what its
+    /// body said, rewritten as JSON by [`json_errors`].
+    Status(StatusCode, String),
+}
+
+impl From<Refused> for AppError {
+    fn from(refused: Refused) -> AppError {
+        match refused {
+            Refused::Busy(id) => AppError::Conflict(id),
+            Refused::Stopped => AppError::Unavailable(
+                "the worker has stopped: no run can be measured until the process restarts".into(),
+            ),
+            Refused::NotRecorded(why) => AppError::Unavailable(format!(
+                "the run was not started: its acceptance could not be saved to the history \
+                 ({why})"
+            )),
+        }
+    }
 }
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let (status, body) = match self {
+        let (status, error, running_id) = match self {
             AppError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
-                json!({"error": "missing or wrong bearer token"}),
+                "missing or wrong bearer token".to_string(),
+                None,
             ),
             AppError::Forbidden => (
                 StatusCode::FORBIDDEN,
-                json!({"error": "triggering runs is disabled: no token is configured (GPUGATE_TOKEN or --token-file)"}),
+                "triggering runs is disabled: no token is configured (GPUGATE_TOKEN or --token-file)"
+                    .to_string(),
+                None,
             ),
-            AppError::NotFound(what) => (StatusCode::NOT_FOUND, json!({"error": what})),
-            AppError::BadRequest(what) => (StatusCode::BAD_REQUEST, json!({"error": what})),
+            AppError::NotFound(what) => (StatusCode::NOT_FOUND, what, None),
+            AppError::BadRequest(what) => (StatusCode::BAD_REQUEST, what, None),
             AppError::Conflict(id) => (
                 StatusCode::CONFLICT,
-                json!({"error": "a run is already in progress", "running_id": id}),
+                "a run is already in progress".to_string(),
+                Some(id),
             ),
+            AppError::Unavailable(why) => (StatusCode::SERVICE_UNAVAILABLE, why, None),
+            AppError::Status(status, said) => (status, framework_message(status, said), None),
         };
+        let mut body = json!({"error": error, "status": status.as_u16()});
+        if let Some(id) = running_id {
+            body["running_id"] = id.into();
+        }
         let mut response = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static"));
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
         }
         response
+    }
+}
+
+/// What an error the framework answered means here.
+fn framework_message(status: StatusCode, said: String) -> String {
+    match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            "method not allowed on this endpoint (see the Allow header)".into()
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            format!("request body too large: the limit is {BODY_LIMIT} bytes")
+        }
+        StatusCode::REQUEST_TIMEOUT => format!(
+            "the request was not answered within {} s",
+            REQUEST_TIMEOUT.as_secs()
+        ),
+        _ if !said.trim().is_empty() => said.trim().to_string(),
+        other => other
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_lowercase(),
+    }
+}
+
+/// Rewrite an error the router's layers or axum answered in their own shape (an empty 405 or
+/// 408, a plain-text 413) as [`AppError`]'s JSON, keeping headers such as `Allow`.
+pub async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    // What the framework said (an extractor's rejection, say), if it is short text.
+    let said = axum::body::to_bytes(body, 1024)
+        .await
+        .ok()
+        .and_then(|b| String::from_utf8(b.to_vec()).ok())
+        .unwrap_or_default();
+    let mut rendered = AppError::Status(status, said).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            rendered.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    rendered
+}
+
+/// 200 while the scheduler and the worker are there; 503 when either is gone, so the kubelet
+/// restarts the container. A long run is not a failure.
+async fn livez(AxumState(state): AxumState<Arc<State>>) -> Response {
+    match state.liveness() {
+        Ok(()) => Json(json!({"status": "ok"})).into_response(),
+        Err(why) => AppError::Unavailable(why).into_response(),
     }
 }
 
@@ -137,9 +232,10 @@ fn summary(r: &RunRecord) -> serde_json::Value {
 }
 
 async fn list_runs(AxumState(state): AxumState<Arc<State>>) -> Json<serde_json::Value> {
-    let history = state.history();
-    let runs: Vec<_> = history.iter().map(summary).collect();
-    Json(json!({"running_id": state.running_id(), "runs": runs}))
+    // The run slot before the history: `start_run` takes them in this order.
+    let running_id = state.running_id();
+    let runs: Vec<_> = state.history().iter().map(summary).collect();
+    Json(json!({"running_id": running_id, "runs": runs}))
 }
 
 async fn latest_run(AxumState(state): AxumState<Arc<State>>) -> Result<Json<RunRecord>, AppError> {
@@ -193,18 +289,109 @@ async fn trigger_run(
     let Some(token) = &state.token else {
         return Err(AppError::Forbidden);
     };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if !presented.is_some_and(|p| super::same_secret(p, token)) {
+    if !bearer(&headers).is_some_and(|p| token.matches(p)) {
         return Err(AppError::Unauthorized);
     }
-    let id = state.start_run(Trigger::Api).map_err(AppError::Conflict)?;
+    // The acceptance is written (and synced) before the 202: off the async threads.
+    let starter = state.clone();
+    let id = tokio::task::spawn_blocking(move || starter.start_run(Trigger::Api))
+        .await
+        .map_err(|e| AppError::Unavailable(format!("the run was not started: {e}")))??;
     Ok((
         StatusCode::ACCEPTED,
         [(header::LOCATION, format!("/api/v1/runs/{id}"))],
         Json(json!({"id": id, "status": "queued", "url": format!("/api/v1/runs/{id}")})),
     )
         .into_response())
+}
+
+/// The credentials of an `Authorization: Bearer <token>` header; the scheme is matched
+/// case-insensitively (RFC 7235), the token as is.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start())
+        .filter(|t| !t.is_empty())
+}
+
+/// Bounds on the connections [`serve_http`] holds.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpLimits {
+    /// How long a connection may take to send a whole request head (and may sit idle between
+    /// keep-alive requests): a slow or half-sent request is dropped after this.
+    pub header_read_timeout: Duration,
+    /// Connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// How long a graceful shutdown waits for requests in flight.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> HttpLimits {
+        HttpLimits {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 128,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Serve `app` on `listener` over HTTP/1.1 until `shutdown` resolves, then finish the requests
+/// in flight (for at most `limits.shutdown_grace`). hyper's own builder, not `axum::serve`:
+/// axum 0.8 gives hyper no timer, so its header-read timeout never fires.
+pub async fn serve_http(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: HttpLimits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => permit.map_err(std::io::Error::other)?,
+            () = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, say: back off instead of spinning.
+                    tracing::warn!("accepting a connection failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let connection =
+            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("connection ended: {e}");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "requests still in flight after {:?}; closing",
+            limits.shutdown_grace
+        );
+    }
+    Ok(())
 }

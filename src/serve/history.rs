@@ -1,11 +1,23 @@
 //! Finished runs, kept in memory and (with `--history DIR`) on disk, one JSON file per run.
 //!
-//! A run is written once, when it has finished, by writing a temporary file and renaming it: a
-//! kill -9 loses at most the run in progress, never one already finished. At start the directory
-//! is read back; a file that does not parse is skipped with a warning, never fatal. Retention is
-//! bounded: beyond `retention` runs the oldest are dropped from memory and disk.
+//! Durability ("acknowledged" means a 202 was returned, or a scheduled run started):
+//! - Before a run starts, [`History::accept`] writes `accepted.json` (its id, trigger and time)
+//!   durably. It is the id high-water mark — ids are never reused, even when run files are torn
+//!   or deleted — and the in-flight marker: a run whose id it names but that has no run file
+//!   when the history is next opened was killed mid-way and is recorded as `interrupted`.
+//! - A finished run is written once, to `run-<id>.json`, through [`write_durably`]: a temporary
+//!   file, `sync_all`, rename, then an fsync of the directory, so a kill -9 or a power cut
+//!   leaves either the whole record or none.
+//! - A failed save never loses the run: it is kept in memory (the API and the verdict show it)
+//!   and the caller counts and logs the failure.
+//! - At open, leftover `.*.tmp` files are removed; a file that does not parse is skipped with a
+//!   warning, never fatal, but its id still counts. Non-finite numbers, which JSON writes as
+//!   `null`, read back as NaN ([`lenient`]) so such a record loads.
+//!
+//! Retention is bounded: beyond `retention` runs the oldest are dropped from memory and disk.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -35,18 +47,23 @@ pub enum RunResult {
     /// This device has no baseline to compare with ([`crate::error::Error::NoBaseline`]): the
     /// node cannot be validated until one is recorded on a known-good node and mounted.
     NoBaseline,
-    /// The run could not measure at all (no adapter, an unusable baseline file, a GPU error).
+    /// The run could not measure at all (no adapter, an unusable baseline file, a GPU error, a
+    /// panic in the worker).
     Error,
+    /// The process stopped (killed, crashed, restarted) after accepting the run and before it
+    /// finished; recorded when the history is next opened.
+    Interrupted,
 }
 
 impl RunResult {
-    pub const ALL: [RunResult; 6] = [
+    pub const ALL: [RunResult; 7] = [
         RunResult::Pass,
         RunResult::Regression,
         RunResult::WrongResult,
         RunResult::Inconclusive,
         RunResult::NoBaseline,
         RunResult::Error,
+        RunResult::Interrupted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -57,6 +74,7 @@ impl RunResult {
             RunResult::Inconclusive => "inconclusive",
             RunResult::NoBaseline => "no_baseline",
             RunResult::Error => "error",
+            RunResult::Interrupted => "interrupted",
         }
     }
 
@@ -105,80 +123,228 @@ pub struct History {
     dir: Option<PathBuf>,
     retention: usize,
     runs: VecDeque<RunRecord>,
+    /// One past the largest id any file names (torn run files and the marker included).
+    next_id: u64,
+    /// The run found accepted but unfinished at open, now recorded as `interrupted`.
+    interrupted: Option<u64>,
+    /// Saves that failed while opening (recording the interrupted run).
+    failed_saves: u64,
+}
+
+/// The id high-water mark and in-flight marker: the latest accepted run.
+const ACCEPTED: &str = "accepted.json";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Accepted {
+    id: u64,
+    trigger: Trigger,
+    accepted_at: DateTime<Utc>,
 }
 
 fn file_name(id: u64) -> String {
     format!("run-{id:012}.json")
 }
 
+/// The id in a run file's name, whatever the file holds.
+fn run_id(name: &str) -> Option<u64> {
+    name.strip_prefix("run-")?
+        .strip_suffix(".json")?
+        .parse()
+        .ok()
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> std::result::Result<T, String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    T::deserialize(lenient::De(value)).map_err(|e| e.to_string())
+}
+
+fn io_error(path: PathBuf) -> impl FnOnce(std::io::Error) -> Error {
+    move |source| Error::Io { path, source }
+}
+
+/// Write `dir/name` so that a crash leaves either the old file or all of `bytes`: a temporary
+/// file, `sync_all`, rename over `name`, then an fsync of the directory so the rename itself is
+/// on disk.
+pub fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let written = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, dir.join(name))?;
+        sync_dir(dir)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Elsewhere a directory cannot be opened as a file to sync; NTFS journals the rename.
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
 impl History {
-    /// An empty history, or the one in `dir` (created if missing), oldest first.
+    /// An empty history, or the one in `dir` (created if missing), oldest first. A run that was
+    /// accepted but never finished is recorded as `interrupted`.
     pub fn open(dir: Option<&Path>, retention: usize) -> Result<History> {
-        let retention = retention.max(1);
+        let mut history = History {
+            dir: dir.map(Path::to_path_buf),
+            retention: retention.max(1),
+            runs: VecDeque::new(),
+            next_id: 1,
+            interrupted: None,
+            failed_saves: 0,
+        };
+        let Some(dir) = dir else {
+            return Ok(history);
+        };
+        std::fs::create_dir_all(dir).map_err(io_error(dir.to_path_buf()))?;
+        let entries = std::fs::read_dir(dir).map_err(io_error(dir.to_path_buf()))?;
         let mut runs = Vec::new();
-        if let Some(dir) = dir {
-            std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-            let entries = std::fs::read_dir(dir).map_err(|source| Error::Io {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-            for entry in entries.flatten() {
-                let path = entry.path();
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if !(name.starts_with("run-") && name.ends_with(".json")) {
-                    continue;
-                }
-                match std::fs::read(&path)
-                    .map_err(|e| e.to_string())
-                    .and_then(|b| {
-                        serde_json::from_slice::<RunRecord>(&b).map_err(|e| e.to_string())
-                    }) {
-                    Ok(record) => runs.push(record),
-                    Err(reason) => {
-                        tracing::warn!(file = %path.display(), %reason, "skipping unreadable history file")
+        // Ids with a run file, readable or not: none of them is handed out again.
+        let mut named = BTreeSet::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.ends_with(".tmp") {
+                // A write that never reached its rename.
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {
+                        tracing::info!(file = %path.display(), "removed a stale temporary file")
                     }
+                    Err(e) => {
+                        tracing::warn!(file = %path.display(), "cannot remove a stale temporary file: {e}")
+                    }
+                }
+                continue;
+            }
+            let Some(id) = run_id(&name) else { continue };
+            named.insert(id);
+            match read_json::<RunRecord>(&path) {
+                Ok(record) if record.id == id => runs.push(record),
+                Ok(record) => tracing::warn!(
+                    file = %path.display(),
+                    "skipping a history file that holds run {} instead", record.id
+                ),
+                Err(reason) => {
+                    tracing::warn!(file = %path.display(), %reason, "skipping unreadable history file")
                 }
             }
         }
-        runs.sort_by_key(|r| r.id);
-        let mut history = History {
-            dir: dir.map(Path::to_path_buf),
-            retention,
-            runs: runs.into(),
+        let marker = dir.join(ACCEPTED);
+        let accepted = match read_json::<Accepted>(&marker) {
+            Ok(a) => Some(a),
+            Err(_) if !marker.exists() => None,
+            Err(reason) => {
+                tracing::warn!(file = %marker.display(), %reason, "unreadable; ids continue after the run files");
+                None
+            }
         };
+        let newest = named
+            .last()
+            .copied()
+            .max(accepted.as_ref().map(|a| a.id))
+            .unwrap_or(0);
+        history.next_id = newest.saturating_add(1);
+        runs.sort_by_key(|r| r.id);
+        history.runs = runs.into();
+        if let Some(a) = accepted.filter(|a| !named.contains(&a.id)) {
+            tracing::warn!(
+                id = a.id,
+                "run {} was accepted but never finished: recorded as interrupted",
+                a.id
+            );
+            history.interrupted = Some(a.id);
+            let record = RunRecord {
+                id: a.id,
+                trigger: a.trigger,
+                started_at: a.accepted_at,
+                finished_at: Utc::now(),
+                result: RunResult::Interrupted,
+                report: None,
+                error: Some(
+                    "interrupted: the process stopped (killed, crashed or restarted) before this \
+                     run finished; recorded at the next start"
+                        .into(),
+                ),
+            };
+            if let Err(e) = history.push(record) {
+                history.failed_saves += 1;
+                tracing::error!("interrupted run {} could not be saved: {e}", a.id);
+            }
+        }
         history.prune();
         Ok(history)
     }
 
-    /// The id the next run gets: one past the newest kept or loaded.
+    /// The id the next run gets: one past the newest any file names.
     pub fn next_id(&self) -> u64 {
-        self.runs.back().map_or(1, |r| r.id + 1)
+        self.next_id
     }
 
-    /// Persist (atomically) and keep a finished run, then drop the oldest beyond retention.
+    /// The run found unfinished at open (now `interrupted`), if any.
+    pub fn interrupted_at_open(&self) -> Option<u64> {
+        self.interrupted
+    }
+
+    /// Saves that failed while opening.
+    pub fn failed_saves_at_open(&self) -> u64 {
+        self.failed_saves
+    }
+
+    /// Before run `id` starts: make it durable that it was accepted (the id high-water mark
+    /// and the in-flight marker). In memory only without a directory.
+    pub fn accept(&mut self, id: u64, trigger: Trigger) -> Result<()> {
+        self.next_id = self.next_id.max(id.saturating_add(1));
+        let Some(dir) = &self.dir else {
+            return Ok(());
+        };
+        let marker = Accepted {
+            id,
+            trigger,
+            accepted_at: Utc::now(),
+        };
+        let path = dir.join(ACCEPTED);
+        let bytes = serde_json::to_vec(&marker)
+            .map_err(|e| io_error(path.clone())(std::io::Error::other(e)))?;
+        write_durably(dir, ACCEPTED, &bytes).map_err(io_error(path))
+    }
+
+    /// Keep a finished run — in memory whatever the disk does — and persist it; then drop the
+    /// oldest beyond retention. An error means the run is kept in memory only.
     pub fn push(&mut self, record: RunRecord) -> Result<()> {
-        if let Some(dir) = &self.dir {
-            let path = dir.join(file_name(record.id));
-            let tmp = dir.join(format!(".{}.tmp", file_name(record.id)));
-            let bytes = serde_json::to_vec(&record).expect("a run record serialises");
-            let io = |source| Error::Io {
-                path: path.clone(),
-                source,
-            };
-            std::fs::write(&tmp, bytes).map_err(io)?;
-            std::fs::rename(&tmp, &path).map_err(io)?;
-        }
+        let saved = match &self.dir {
+            Some(dir) => {
+                let name = file_name(record.id);
+                let path = dir.join(&name);
+                serde_json::to_vec(&record)
+                    .map_err(std::io::Error::other)
+                    .and_then(|bytes| write_durably(dir, &name, &bytes))
+                    .map_err(io_error(path))
+            }
+            None => Ok(()),
+        };
+        self.next_id = self.next_id.max(record.id.saturating_add(1));
         self.runs.push_back(record);
         self.prune();
-        Ok(())
+        saved
     }
 
     fn prune(&mut self) {
         while self.runs.len() > self.retention {
-            let old = self.runs.pop_front().expect("non-empty");
+            let Some(old) = self.runs.pop_front() else {
+                break;
+            };
             if let Some(dir) = &self.dir {
                 let path = dir.join(file_name(old.id));
                 if let Err(e) = std::fs::remove_file(&path) {
@@ -202,9 +368,279 @@ impl History {
     }
 }
 
+/// JSON has no non-finite numbers: serde_json writes NaN and ±inf as `null` and then refuses
+/// `null` for an `f64`, so a record holding one (a ratio against a zero-time baseline) would
+/// save and never load. Records are read through this deserializer over a parsed value, which
+/// reads `null` where an `f64` is expected as NaN and everything else as serde_json does. (Not
+/// through serde's own buffering — internally tagged or untagged enums, `flatten` — where a
+/// `null` still fails; no float of a run record sits there.)
+mod lenient {
+    use serde::de::{self, IntoDeserializer, Visitor};
+    use serde_json::{Error, Value};
+
+    pub struct De(pub Value);
+
+    impl<'de> de::Deserializer<'de> for De {
+        type Error = Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+            match self.0 {
+                Value::Null => visitor.visit_unit(),
+                Value::Bool(b) => visitor.visit_bool(b),
+                Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+                    (Some(u), _) => visitor.visit_u64(u),
+                    (None, Some(i)) => visitor.visit_i64(i),
+                    _ => visitor.visit_f64(n.as_f64().unwrap_or(f64::NAN)),
+                },
+                Value::String(s) => visitor.visit_string(s),
+                Value::Array(items) => visitor.visit_seq(Seq(items.into_iter())),
+                Value::Object(map) => visitor.visit_map(Map {
+                    entries: map.into_iter(),
+                    value: None,
+                }),
+            }
+        }
+
+        fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+            match self.0 {
+                Value::Null => visitor.visit_f64(f64::NAN),
+                other => De(other).deserialize_any(visitor),
+            }
+        }
+
+        fn deserialize_f32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+            self.deserialize_f64(visitor)
+        }
+
+        fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+            match self.0 {
+                Value::Null => visitor.visit_none(),
+                other => visitor.visit_some(De(other)),
+            }
+        }
+
+        fn deserialize_newtype_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            visitor: V,
+        ) -> Result<V::Value, Error> {
+            visitor.visit_newtype_struct(self)
+        }
+
+        fn deserialize_enum<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            _variants: &'static [&'static str],
+            visitor: V,
+        ) -> Result<V::Value, Error> {
+            match self.0 {
+                Value::String(s) => visitor.visit_enum(s.into_deserializer()),
+                Value::Object(map) if map.len() == 1 => {
+                    let (variant, value) = map.into_iter().next().expect("one entry");
+                    visitor.visit_enum(Enum { variant, value })
+                }
+                _ => Err(de::Error::custom(
+                    "expected an enum: a string or an object with one key",
+                )),
+            }
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 char str string bytes byte_buf unit
+            unit_struct seq tuple tuple_struct map struct identifier ignored_any
+        }
+    }
+
+    struct Seq(std::vec::IntoIter<Value>);
+
+    impl<'de> de::SeqAccess<'de> for Seq {
+        type Error = Error;
+
+        fn next_element_seed<T: de::DeserializeSeed<'de>>(
+            &mut self,
+            seed: T,
+        ) -> Result<Option<T::Value>, Error> {
+            self.0.next().map(|v| seed.deserialize(De(v))).transpose()
+        }
+
+        fn size_hint(&self) -> Option<usize> {
+            Some(self.0.len())
+        }
+    }
+
+    struct Map {
+        entries: serde_json::map::IntoIter,
+        value: Option<Value>,
+    }
+
+    impl<'de> de::MapAccess<'de> for Map {
+        type Error = Error;
+
+        fn next_key_seed<K: de::DeserializeSeed<'de>>(
+            &mut self,
+            seed: K,
+        ) -> Result<Option<K::Value>, Error> {
+            let Some((key, value)) = self.entries.next() else {
+                return Ok(None);
+            };
+            self.value = Some(value);
+            seed.deserialize(IntoDeserializer::<Error>::into_deserializer(key))
+                .map(Some)
+        }
+
+        fn next_value_seed<V: de::DeserializeSeed<'de>>(
+            &mut self,
+            seed: V,
+        ) -> Result<V::Value, Error> {
+            let value = self
+                .value
+                .take()
+                .ok_or_else(|| de::Error::custom("a map value without its key"))?;
+            seed.deserialize(De(value))
+        }
+    }
+
+    struct Enum {
+        variant: String,
+        value: Value,
+    }
+
+    impl<'de> de::EnumAccess<'de> for Enum {
+        type Error = Error;
+        type Variant = De;
+
+        fn variant_seed<V: de::DeserializeSeed<'de>>(
+            self,
+            seed: V,
+        ) -> Result<(V::Value, De), Error> {
+            let variant =
+                seed.deserialize(IntoDeserializer::<Error>::into_deserializer(self.variant))?;
+            Ok((variant, De(self.value)))
+        }
+    }
+
+    impl<'de> de::VariantAccess<'de> for De {
+        type Error = Error;
+
+        fn unit_variant(self) -> Result<(), Error> {
+            de::Deserialize::deserialize(self)
+        }
+
+        fn newtype_variant_seed<T: de::DeserializeSeed<'de>>(
+            self,
+            seed: T,
+        ) -> Result<T::Value, Error> {
+            seed.deserialize(self)
+        }
+
+        fn tuple_variant<V: Visitor<'de>>(
+            self,
+            _len: usize,
+            visitor: V,
+        ) -> Result<V::Value, Error> {
+            de::Deserializer::deserialize_any(self, visitor)
+        }
+
+        fn struct_variant<V: Visitor<'de>>(
+            self,
+            _fields: &'static [&'static str],
+            visitor: V,
+        ) -> Result<V::Value, Error> {
+            de::Deserializer::deserialize_any(self, visitor)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn non_finite_numbers_read_back_as_nan_and_everything_else_as_serde_json_does() {
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "kind", rename_all = "snake_case")]
+        enum Tagged {
+            A { x: u8 },
+            B,
+        }
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        enum Outer {
+            Unit,
+            Newtype(f64),
+            Pair(u8, String),
+            Fields { y: f64 },
+        }
+        #[derive(Debug, Serialize, Deserialize)]
+        struct Doc {
+            plain: f64,
+            big: u64,
+            negative: i64,
+            maybe: Option<f64>,
+            some: Option<f64>,
+            list: Vec<f64>,
+            tagged: Vec<Tagged>,
+            outer: Vec<Outer>,
+            text: String,
+            #[serde(default)]
+            absent: Vec<u8>,
+        }
+        let doc = Doc {
+            plain: f64::INFINITY,
+            big: u64::MAX,
+            negative: -3,
+            maybe: Some(f64::NAN),
+            some: Some(0.1),
+            list: vec![1.5, f64::NEG_INFINITY],
+            tagged: vec![Tagged::A { x: 3 }, Tagged::B],
+            outer: vec![
+                Outer::Unit,
+                Outer::Newtype(f64::INFINITY),
+                Outer::Pair(7, "p".into()),
+                Outer::Fields { y: 2.0 },
+            ],
+            text: "inf".into(),
+            absent: vec![],
+        };
+        let json = serde_json::to_vec(&doc).unwrap();
+        assert!(
+            serde_json::from_slice::<Doc>(&json).is_err(),
+            "serde_json alone refuses its own null"
+        );
+        let value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        let back = Doc::deserialize(lenient::De(value)).unwrap();
+        assert!(back.plain.is_nan());
+        assert_eq!((back.big, back.negative), (u64::MAX, -3));
+        assert_eq!((back.maybe, back.some), (None, Some(0.1)));
+        assert_eq!(back.list[0], 1.5);
+        assert!(back.list[1].is_nan());
+        assert_eq!(back.tagged, [Tagged::A { x: 3 }, Tagged::B]);
+        assert_eq!(back.outer[0], Outer::Unit);
+        assert!(matches!(back.outer[1], Outer::Newtype(v) if v.is_nan()));
+        assert_eq!(back.outer[2], Outer::Pair(7, "p".into()));
+        assert_eq!(back.outer[3], Outer::Fields { y: 2.0 });
+        assert_eq!(back.text, "inf");
+        // Wrong types are still errors.
+        let wrong = serde_json::json!({"plain": "x"});
+        assert!(Doc::deserialize(lenient::De(wrong)).is_err());
+    }
+
+    #[test]
+    fn stale_temporary_files_go_and_writes_leave_none() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".run-000000000003.json.tmp"), b"{").unwrap();
+        std::fs::write(dir.path().join(".accepted.json.tmp"), b"{").unwrap();
+        let mut history = History::open(Some(dir.path()), 5).unwrap();
+        history.accept(1, Trigger::Start).unwrap();
+        let names = |d: &Path| {
+            let mut v: Vec<String> = std::fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names(dir.path()), [ACCEPTED]);
+    }
 
     #[test]
     fn a_missing_baseline_is_its_own_result() {

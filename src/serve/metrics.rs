@@ -4,8 +4,8 @@
 //! dcgm-exporter's. Run ids and shas never become labels.
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, Opts, Registry, TextEncoder,
 };
 
 use super::history::{RunRecord, RunResult};
@@ -37,6 +37,7 @@ pub struct Metrics {
     driver_changed: IntGauge,
     throttled: GaugeVec,
     runs_total: IntCounterVec,
+    history_save_failures: IntCounter,
     run_duration: Histogram,
     run_in_progress: IntGauge,
     last_run: Gauge,
@@ -192,6 +193,14 @@ impl Metrics {
                 )
                 .unwrap(),
             ),
+            history_save_failures: register(
+                r,
+                IntCounter::new(
+                    "gpugate_history_save_failures_total",
+                    "history writes that failed (the run is kept in memory only)",
+                )
+                .unwrap(),
+            ),
             run_duration: register(
                 r,
                 Histogram::with_opts(
@@ -280,6 +289,17 @@ impl Metrics {
         for r in RunResult::ALL {
             self.runs_total.with_label_values(&[r.as_str()]);
         }
+    }
+
+    /// A run that ended without being measured here (interrupted by the last process's end).
+    pub fn count_result(&self, result: RunResult) {
+        self.runs_total.with_label_values(&[result.as_str()]).inc();
+        self.invalidate();
+    }
+
+    pub fn history_save_failed(&self) {
+        self.history_save_failures.inc();
+        self.invalidate();
     }
 
     pub fn observe(&self, run: &RunRecord) {

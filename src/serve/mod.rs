@@ -4,8 +4,13 @@
 //! jitter, so a fleet does not measure in lock-step) and on `POST /api/v1/runs`, each time through
 //! [`crate::gate::check`], the path `gpugate check` takes: every measurement runs in fresh child
 //! processes, so a driver that wedges or crashes takes a child down, not the server. The HTTP layer ([`api`]) only
-//! reads [`State`] and enqueues runs. Finished runs go to [`history::History`] (atomic files) and
+//! reads [`State`] and enqueues runs. Finished runs go to [`history::History`] (durable files) and
 //! to [`metrics::Metrics`].
+//!
+//! The worker cannot wedge the scheduler: each run is measured under `catch_unwind`, so a panic
+//! (or any error) ends as an `error` run — recorded, counted, the slot freed, the next run
+//! scheduled. `/livez` fails only when the scheduler task or the worker thread itself is gone
+//! ([`State::liveness`]).
 //!
 //! Before the first run, the worker's start-up probe opens the adapter: from then on `/readyz`,
 //! the verdict and `gpugate_device_info` name the device (key and fingerprint), and whether it
@@ -20,6 +25,7 @@ pub mod metrics;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -132,6 +138,10 @@ pub struct VerdictDoc {
     pub driver_change: Option<crate::report::DriverChange>,
     pub run_id: Option<u64>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// Whole seconds since `finished_at`, as of this answer: how fresh the verdict is (an
+    /// analysis can refuse a stale one).
+    #[serde(default)]
+    pub age_seconds: Option<u64>,
     pub message: String,
     /// The device this process validates, once the adapter was acquired.
     #[serde(default)]
@@ -145,17 +155,59 @@ struct Running {
     next_id: u64,
 }
 
+/// Why a run was not started.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Refused {
+    /// A run is in progress: its id.
+    Busy(u64),
+    /// The worker thread is gone; nothing can run until the process restarts.
+    Stopped,
+    /// The run could not be made durable before it was acknowledged (an API request is then
+    /// refused): why.
+    NotRecorded(String),
+}
+
+/// The bearer token, kept as its SHA-256 digest: a presented token is hashed and the two
+/// fixed-length digests compared in constant time, so neither the length nor the content of
+/// the secret leaks through timing.
+pub struct Token([u8; 32]);
+
+impl Token {
+    pub fn new(secret: &str) -> Token {
+        Token(sha2::Sha256::digest(secret.as_bytes()).into())
+    }
+
+    pub fn matches(&self, presented: &str) -> bool {
+        let digest: [u8; 32] = sha2::Sha256::digest(presented.as_bytes()).into();
+        subtle::ConstantTimeEq::ct_eq(&digest[..], &self.0[..]).into()
+    }
+}
+
+use sha2::Digest as _;
+
+/// Cleared when dropped — by a clean end, a panic's unwinding, or a task's abort — so
+/// `/livez` sees a scheduler or worker that is gone.
+struct AliveWhileHeld(Arc<AtomicBool>);
+
+impl Drop for AliveWhileHeld {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
 /// Shared between the HTTP handlers, the scheduler and the worker.
 pub struct State {
     history: Mutex<History>,
     running: Mutex<Running>,
     readiness: Mutex<Readiness>,
     pub metrics: Metrics,
-    pub token: Option<String>,
+    pub token: Option<Token>,
     queue: Mutex<mpsc::Sender<(u64, Trigger)>>,
     /// Runs with a smaller id were kept from an earlier process: listed, never a verdict (they may
     /// name a replaced GPU, driver or baseline).
     first_id: u64,
+    scheduler_alive: Arc<AtomicBool>,
+    worker_alive: Arc<AtomicBool>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -173,7 +225,14 @@ impl State {
     ) -> State {
         metrics.init_results();
         // No device metric from the kept history: it may name a replaced GPU or driver. The
-        // probe sets it from the adapter this process opens.
+        // probe sets it from the adapter this process opens. A run the last process left
+        // unfinished ended now, as interrupted.
+        if history.interrupted_at_open().is_some() {
+            metrics.count_result(RunResult::Interrupted);
+        }
+        for _ in 0..history.failed_saves_at_open() {
+            metrics.history_save_failed();
+        }
         let next_id = history.next_id();
         State {
             history: Mutex::new(history),
@@ -183,10 +242,32 @@ impl State {
             }),
             readiness: Mutex::new(Readiness::Starting),
             metrics,
-            token,
+            token: token.as_deref().map(Token::new),
             queue: Mutex::new(queue),
             first_id: next_id,
+            scheduler_alive: Arc::new(AtomicBool::new(true)),
+            worker_alive: Arc::new(AtomicBool::new(true)),
         }
+    }
+
+    /// `Ok` while the scheduler and the worker are there; why not otherwise. A busy worker is
+    /// alive: a run is bounded by its own deadlines, not by this probe.
+    pub fn liveness(&self) -> std::result::Result<(), String> {
+        if !self.scheduler_alive.load(Ordering::SeqCst) {
+            return Err("the scheduler has stopped: no further runs would be scheduled".into());
+        }
+        if !self.worker_alive.load(Ordering::SeqCst) {
+            return Err("the worker thread has stopped: no run can be measured".into());
+        }
+        Ok(())
+    }
+
+    fn scheduler_guard(&self) -> AliveWhileHeld {
+        AliveWhileHeld(self.scheduler_alive.clone())
+    }
+
+    fn worker_guard(&self) -> AliveWhileHeld {
+        AliveWhileHeld(self.worker_alive.clone())
     }
 
     pub fn history(&self) -> MutexGuard<'_, History> {
@@ -223,28 +304,48 @@ impl State {
         lock(&self.running).current
     }
 
-    /// Queue a run; its id, or `Err(id)` of the run already in progress.
-    pub fn start_run(&self, trigger: Trigger) -> std::result::Result<u64, u64> {
+    /// Queue a run and return its id. Its acceptance is made durable first (the id high-water
+    /// mark and the in-flight marker, [`History::accept`]): an API run is refused when that
+    /// fails, since its 202 would promise what the disk does not hold; a scheduled run goes on
+    /// in memory, the failure counted and logged. Does file I/O: call it off the async runtime.
+    pub fn start_run(&self, trigger: Trigger) -> std::result::Result<u64, Refused> {
         let mut running = lock(&self.running);
         if let Some(id) = running.current {
-            return Err(id);
+            return Err(Refused::Busy(id));
         }
+        if !self.worker_alive.load(Ordering::SeqCst) {
+            return Err(Refused::Stopped);
+        }
+        // Never handed out twice, even when the acceptance cannot be saved.
         let id = running.next_id;
-        running.next_id += 1;
-        running.current = Some(id);
-        self.metrics.set_in_progress(true);
+        running.next_id = id.saturating_add(1);
+        if let Err(e) = self.history().accept(id, trigger) {
+            self.metrics.history_save_failed();
+            tracing::error!(id, "cannot record that run {id} was accepted: {e}");
+            if trigger == Trigger::Api {
+                return Err(Refused::NotRecorded(e.to_string()));
+            }
+        }
         if lock(&self.queue).send((id, trigger)).is_err() {
             tracing::error!("the worker has stopped; run {id} will not happen");
+            return Err(Refused::Stopped);
         }
+        running.current = Some(id);
+        self.metrics.set_in_progress(true);
         Ok(id)
     }
 
-    /// Record a finished run: history (persisted first), metrics, then the slot frees up.
+    /// Record a finished run: history (kept in memory whatever the disk does), metrics, then
+    /// the slot frees up.
     pub fn finish(&self, record: RunRecord) {
         self.metrics.observe(&record);
         let id = record.id;
         if let Err(e) = self.history().push(record) {
-            tracing::error!("run {id} finished but could not be saved: {e}");
+            self.metrics.history_save_failed();
+            tracing::error!(
+                id,
+                "run {id} finished but could not be saved (kept in memory): {e}"
+            );
         }
         let mut running = lock(&self.running);
         if running.current == Some(id) {
@@ -277,6 +378,7 @@ impl State {
             driver_change: None,
             run_id: None,
             finished_at: None,
+            age_seconds: None,
             message,
             device_key: device_key.clone(),
             fingerprint: fingerprint.clone(),
@@ -325,6 +427,9 @@ impl State {
             driver_change: run.report.as_ref().and_then(|r| r.driver_change.clone()),
             run_id: Some(run.id),
             finished_at: Some(run.finished_at),
+            age_seconds: Some(
+                u64::try_from((Utc::now() - run.finished_at).num_seconds()).unwrap_or(0),
+            ),
             message: run
                 .report
                 .as_ref()
@@ -340,22 +445,52 @@ impl State {
 /// The verdict before any run, while nothing is known.
 pub const PENDING: &str = "pending";
 
-/// Compare a presented secret with the configured one without an early exit on the first
-/// differing byte.
-pub fn same_secret(presented: &str, expected: &str) -> bool {
-    let (a, b) = (presented.as_bytes(), expected.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// A test-only fault injected through `GPUGATE_TEST_FAULT` (documented in ARCHITECTURE.md). It
+/// is read once at start; unset, nothing on the run path changes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Fault {
+    /// `worker-panic`: the first run of the process panics inside the worker, as a capacity
+    /// overflow deep in a measurement would. Later runs measure normally.
+    WorkerPanic,
+}
+
+/// The environment variable that injects a [`Fault`].
+pub const FAULT_ENV: &str = "GPUGATE_TEST_FAULT";
+
+impl Fault {
+    /// `worker-panic` only: the variable's other values are faults the measurement children
+    /// inject (the runner's hook, same variable), not serve's.
+    fn from_env() -> Option<Fault> {
+        let value = std::env::var(FAULT_ENV).ok()?;
+        (value == "worker-panic").then(|| {
+            tracing::warn!(
+                "{FAULT_ENV}={value}: the first run will panic (fault injection for tests)"
+            );
+            Fault::WorkerPanic
+        })
+    }
+}
+
+/// What a panic carried, for the run's error.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 /// The worker: probe the device once, then measure each queued run in turn. GPU work happens
-/// here only.
+/// here only. A run that panics is recorded as an `error` run and the worker goes on.
 fn worker(
     state: Arc<State>,
     queue: mpsc::Receiver<(u64, Trigger)>,
     choice: AdapterChoice,
     check: CheckOptions,
+    fault: Option<Fault>,
 ) {
-    let probed = probe(&choice, &check);
+    let _alive = state.worker_guard();
+    let probed = guarded_probe(&choice, &check);
     match &probed {
         Readiness::Ready(node) => match &node.baseline {
             BaselineState::Loaded(path) => {
@@ -370,21 +505,29 @@ fn worker(
         Readiness::Starting => {}
     }
     state.set_readiness(probed);
+    let mut inject_panic = fault == Some(Fault::WorkerPanic);
     while let Ok((id, trigger)) = queue.recv() {
         tracing::info!(id, ?trigger, "validation run starting");
         let started_at = Utc::now();
-        let outcome = crate::gate::check(&choice, &check);
+        let panic_now = std::mem::take(&mut inject_panic);
+        let measured = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if panic_now {
+                panic!("{FAULT_ENV}=worker-panic: a panic injected into run {id}");
+            }
+            measure(&choice, &check)
+        }));
         let finished_at = Utc::now();
-        // What the run showed of the device and its baseline (an operator may have mounted or
-        // replaced a baseline since the probe).
-        let seen = match &outcome {
-            Ok(report) => Readiness::Ready(Node {
-                device_key: report.device_key.clone(),
-                fingerprint: report.fingerprint.clone(),
-                baseline: BaselineState::Loaded(report.baseline_file.clone().unwrap_or_default()),
-            }),
-            // The adapter may have come (or gone) since the probe: look again.
-            Err(_) => probe(&choice, &check),
+        let (seen, outcome) = match measured {
+            Ok((seen, Ok(report))) => (Some(seen), Ok(report)),
+            Ok((seen, Err(e))) => (Some(seen), Err((RunResult::of_error(&e), e.to_string()))),
+            Err(payload) => {
+                let why = panic_message(payload.as_ref());
+                tracing::error!(id, "validation run panicked: {why}");
+                (
+                    None,
+                    Err((RunResult::Error, format!("the run panicked: {why}"))),
+                )
+            }
         };
         let record = match outcome {
             Ok(report) => RunRecord {
@@ -396,14 +539,14 @@ fn worker(
                 report: Some(report),
                 error: None,
             },
-            Err(e) => RunRecord {
+            Err((result, why)) => RunRecord {
                 id,
                 trigger,
                 started_at,
                 finished_at,
-                result: RunResult::of_error(&e),
+                result,
                 report: None,
-                error: Some(e.to_string()),
+                error: Some(why),
             },
         };
         tracing::info!(
@@ -411,9 +554,42 @@ fn worker(
             result = record.result.as_str(),
             "validation run finished"
         );
-        state.set_readiness(seen);
+        if let Some(seen) = seen {
+            state.set_readiness(seen);
+        }
         state.finish(record);
     }
+}
+
+/// One check, and what it showed of the device and its baseline (an operator may have mounted
+/// or replaced a baseline since the probe).
+fn measure(
+    choice: &AdapterChoice,
+    check: &CheckOptions,
+) -> (Readiness, Result<crate::report::Report>) {
+    let outcome = crate::gate::check(choice, check);
+    let seen = match &outcome {
+        Ok(report) => Readiness::Ready(Node {
+            device_key: report.device_key.clone(),
+            fingerprint: report.fingerprint.clone(),
+            baseline: BaselineState::Loaded(report.baseline_file.clone().unwrap_or_default()),
+        }),
+        // The adapter may have come (or gone) since the probe: look again.
+        Err(_) => probe(choice, check),
+    };
+    (seen, outcome)
+}
+
+/// [`probe`], a panic in it reported as an unready node instead of a dead worker.
+fn guarded_probe(choice: &AdapterChoice, check: &CheckOptions) -> Readiness {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| probe(choice, check))).unwrap_or_else(
+        |payload| {
+            Readiness::Failed(format!(
+                "the start-up probe panicked: {}",
+                panic_message(payload.as_ref())
+            ))
+        },
+    )
 }
 
 /// Open the adapter and look up its baseline; never records one. A missing or unusable baseline
@@ -429,37 +605,88 @@ fn probe(choice: &AdapterChoice, check: &CheckOptions) -> Readiness {
     }
 }
 
-/// The wait before the next scheduled run: `interval` ± `jitter`·`interval`.
+/// The longest wait between scheduled runs, whatever `--interval` says: the arithmetic below
+/// saturates here instead of overflowing.
+pub const MAX_WAIT: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The wait before the next scheduled run: `interval` ± `jitter`·`interval`, never above
+/// [`MAX_WAIT`]. Total: no interval or jitter (NaN, infinite, huge) can make it panic.
 pub fn next_wait(interval: Duration, jitter: f64) -> Duration {
-    let j = jitter.clamp(0.0, 1.0);
-    let factor = 1.0 + rand::random_range(-j..=j);
-    interval.mul_f64(factor.max(0.0))
+    let j = if jitter.is_finite() {
+        jitter.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let factor = if j > 0.0 {
+        1.0 + rand::random_range(-j..=j)
+    } else {
+        1.0
+    };
+    Duration::try_from_secs_f64(interval.as_secs_f64() * factor.max(0.0))
+        .unwrap_or(MAX_WAIT)
+        .min(MAX_WAIT)
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
+/// Resolves on SIGTERM (what Kubernetes sends) or Ctrl-C; on other platforms on Ctrl-C only.
+/// The Unix handlers are installed by this call, not at the first poll, so a SIGTERM that comes
+/// as soon as the port answers is a graceful shutdown too. Call it inside the runtime.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    let signals = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        )
     };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    async move {
+        #[cfg(unix)]
+        {
+            let wait = |s: std::io::Result<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(e) => {
+                        tracing::warn!("cannot listen for a signal: {e}");
+                        std::future::pending::<()>().await;
+                    }
+                }
+            };
+            let (term, int) = signals;
+            tokio::select! {
+                () = wait(term) => {},
+                () = wait(int) => {},
             }
-            Err(e) => {
-                tracing::warn!("cannot listen for SIGTERM: {e}");
+        }
+        #[cfg(not(unix))]
+        {
+            if let Err(e) = tokio::signal::ctrl_c().await {
+                tracing::warn!("cannot listen for Ctrl-C: {e}");
                 std::future::pending::<()>().await;
             }
         }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+        tracing::info!("shutting down: no new requests; finished runs are already on disk");
     }
-    tracing::info!("shutting down: no new requests; finished runs are already on disk");
+}
+
+/// Start a run from the scheduler, off the async runtime (it writes the acceptance durably).
+async fn start_scheduled(state: &Arc<State>, trigger: Trigger) {
+    let s = state.clone();
+    match tokio::task::spawn_blocking(move || s.start_run(trigger)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(Refused::Busy(id))) => tracing::info!(
+            running = id,
+            "interval reached while a run is in progress; skipped"
+        ),
+        Ok(Err(why)) => tracing::error!("scheduled run not started: {why:?}"),
+        Err(e) => tracing::error!("scheduled run not started: {e}"),
+    }
 }
 
 /// Run the sidecar until SIGTERM or Ctrl-C.
 pub fn serve(config: Config) -> Result<u8> {
+    let fault = Fault::from_env();
     let history = History::open(config.history.as_deref(), config.retention)?;
     let (tx, rx) = mpsc::channel();
     let state = Arc::new(State::new(
@@ -473,7 +700,7 @@ pub fn serve(config: Config) -> Result<u8> {
         let (choice, check) = (config.choice.clone(), config.check.clone());
         std::thread::Builder::new()
             .name("gpugate-worker".into())
-            .spawn(move || worker(state, rx, choice, check))
+            .spawn(move || worker(state, rx, choice, check, fault))
             .map_err(|e| Error::Usage(format!("cannot start the worker thread: {e}")))?;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -482,33 +709,60 @@ pub fn serve(config: Config) -> Result<u8> {
         .build()
         .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(async move {
+        let shutdown = shutdown_signal();
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|e| Error::Usage(format!("--listen {}: {e}", config.listen)))?;
         tracing::info!(listen = %config.listen, interval = ?config.interval, "serving");
         // Validate on start, then on the (jittered) interval; a busy worker skips a tick.
-        let _ = state.start_run(Trigger::Start);
+        start_scheduled(&state, Trigger::Start).await;
         let scheduler = {
             let state = state.clone();
             tokio::spawn(async move {
+                let _alive = state.scheduler_guard();
                 loop {
                     tokio::time::sleep(next_wait(config.interval, config.jitter)).await;
-                    if let Err(id) = state.start_run(Trigger::Interval) {
-                        tracing::info!(
-                            running = id,
-                            "interval reached while a run is in progress; skipped"
-                        );
-                    }
+                    start_scheduled(&state, Trigger::Interval).await;
                 }
             })
         };
-        let served = axum::serve(listener, api::app(state))
-            .with_graceful_shutdown(shutdown_signal())
-            .await;
+        let served = api::serve_http(
+            listener,
+            api::app(state.clone()),
+            api::HttpLimits::default(),
+            shutdown,
+        )
+        .await;
         scheduler.abort();
+        wait_for_the_worker(&state, SHUTDOWN_WAIT).await;
         served.map_err(|e| Error::Usage(format!("server: {e}")))
     })?;
     Ok(exit::PASS)
+}
+
+/// How long a shutdown waits for the run in progress (or the start-up probe) to end.
+pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(20);
+
+/// Wait, up to `limit`, until the worker is idle: exiting while it is inside the GPU driver
+/// runs the driver's static destructors under it (a segfault on lavapipe). A run still going
+/// after `limit` is left; the next start records it as `interrupted`.
+async fn wait_for_the_worker(state: &State, limit: Duration) {
+    let busy = || state.readiness() == Readiness::Starting || state.running_id().is_some();
+    if !busy() {
+        return;
+    }
+    tracing::info!("waiting up to {limit:?} for the run in progress to finish");
+    let deadline = tokio::time::Instant::now() + limit;
+    while busy() && state.worker_alive.load(Ordering::SeqCst) {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                running = state.running_id(),
+                "exiting with a run unfinished: the next start records it as interrupted"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[cfg(test)]
@@ -555,11 +809,82 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn livez_fails_only_once_the_scheduler_or_the_worker_is_gone() {
+        use axum::body::Body;
+        use axum::http::{Request, StatusCode};
+        use tower::ServiceExt;
+        let livez = |state: &Arc<State>| {
+            let app = api::app(state.clone());
+            async move {
+                let response = app
+                    .oneshot(Request::get("/livez").body(Body::empty()).unwrap())
+                    .await
+                    .unwrap();
+                response.status()
+            }
+        };
+        for which in ["scheduler", "worker"] {
+            let (tx, _rx) = mpsc::channel();
+            let state = Arc::new(State::new(
+                History::open(None, 10).unwrap(),
+                Metrics::new("n"),
+                None,
+                tx,
+            ));
+            let guard = match which {
+                "scheduler" => state.scheduler_guard(),
+                _ => state.worker_guard(),
+            };
+            // A run in progress is no liveness failure.
+            let id = state.start_run(Trigger::Start).unwrap();
+            assert_eq!(livez(&state).await, StatusCode::OK);
+            // The task or thread ends (a panic unwinds through the guard the same way).
+            drop(guard);
+            assert_eq!(
+                livez(&state).await,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{which}"
+            );
+            assert!(state.liveness().unwrap_err().contains(which));
+            if which == "worker" {
+                state.finish(RunRecord {
+                    id,
+                    trigger: Trigger::Start,
+                    started_at: Utc::now(),
+                    finished_at: Utc::now(),
+                    result: RunResult::Error,
+                    report: None,
+                    error: None,
+                });
+                assert_eq!(state.start_run(Trigger::Api), Err(Refused::Stopped));
+            }
+        }
+    }
+
     #[test]
-    fn secrets_compare_whole() {
-        assert!(same_secret("abc", "abc"));
-        assert!(!same_secret("abd", "abc"));
-        assert!(!same_secret("ab", "abc"));
-        assert!(!same_secret("", "abc"));
+    fn tokens_compare_whole() {
+        let token = Token::new("abc");
+        assert!(token.matches("abc"));
+        for wrong in ["abd", "ab", "abcd", "", "ABC"] {
+            assert!(!token.matches(wrong), "{wrong}");
+        }
+    }
+
+    #[test]
+    fn waits_never_panic_and_saturate() {
+        for interval in [Duration::ZERO, Duration::from_secs(1), Duration::MAX] {
+            for jitter in [0.0, 0.5, 1.0, 100.0, -1.0, f64::NAN, f64::INFINITY] {
+                assert!(
+                    next_wait(interval, jitter) <= MAX_WAIT,
+                    "{interval:?} {jitter}"
+                );
+            }
+        }
+        assert_eq!(next_wait(Duration::MAX, 0.0), MAX_WAIT);
+        assert_eq!(
+            next_wait(Duration::from_secs(7), f64::NAN),
+            Duration::from_secs(7)
+        );
     }
 }

@@ -31,9 +31,16 @@
 //!   its args, ports and probe paths are accepted by the binary.
 //! - `serve`: the sidecar's API through `oneshot` (401/403/409/413/404/400, verdict shapes,
 //!   readiness and the device from the start-up probe, `no_baseline` and its 412, metrics format
-//!   and bounded labels on a real check report), its history store, and the real binary:
-//!   SIGTERM, kill -9 and restart, a device without a baseline (ready, `no_baseline`, nothing
-//!   recorded); promtool accepts /metrics and a real Prometheus scrapes it.
+//!   and bounded labels on a real check report), its history store (durable acceptance,
+//!   `interrupted` runs, ids never reused, runs kept in memory when the disk fails), and the real
+//!   binary: SIGTERM, kill -9 and restart (the killed run `interrupted`), kill -9 at seeded random
+//!   points losing no acknowledged run, an injected worker panic recorded as `error` with the
+//!   sidecar going on, a missing token file, a device without a baseline (ready, `no_baseline`,
+//!   nothing recorded); promtool accepts /metrics and a real Prometheus scrapes it.
+//! - `http`: the sidecar's HTTP server in-process over real sockets: half-sent requests dropped
+//!   after the header-read timeout, connections past the limit wait, a corpus of malformed
+//!   requests gets its expected status and body (JSON from the router, empty where hyper
+//!   answers), framework errors rewritten as JSON.
 //! - `statistics`: the decision rule on seeded simulated suites (autocorrelated samples,
 //!   between-process shifts, speed modes): 2 000 A/A suites of 20 kernels false-alarm ≤ 1 %;
 //!   twice the calibrated detectable slowdown is caught ≥ 95 % and only that kernel is named; a
@@ -51,6 +58,7 @@
 mod bad_input;
 mod faults;
 mod gate;
+mod http;
 mod kernels;
 mod manifests;
 mod scripts;

@@ -283,8 +283,24 @@ async fn triggering_needs_the_token_and_one_run_at_a_time() {
     let (status, body) = call(&state, post("/api/v1/runs", None)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert!(body["error"].is_string());
-    let (status, _) = call(&state, post("/api/v1/runs", Some("wrong-token"))).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // Wrong tokens of every length, and other schemes, are refused alike.
+    for wrong in [
+        "Bearer wrong-token",
+        "Bearer test-tokeX",
+        "Bearer test-token-and-more",
+        "Bearer ",
+        "Basic dGVzdC10b2tlbg==",
+        "test-token",
+    ] {
+        let req = Request::post("/api/v1/runs")
+            .header("authorization", wrong)
+            .body(Body::empty())
+            .unwrap();
+        let (status, body) = call(&state, req).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{wrong}: {body}");
+        assert_eq!(body["status"], 401, "{body}");
+    }
+    assert!(rx.try_recv().is_err(), "no run was queued");
 
     let (status, body) = call(&state, post("/api/v1/runs", Some(TOKEN))).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
@@ -299,11 +315,17 @@ async fn triggering_needs_the_token_and_one_run_at_a_time() {
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["running_id"], id);
 
-    // The worker finishes; the next trigger gets the next id.
-    state.finish(record(id, RunResult::Pass));
-    let (status, body) = call(&state, post("/api/v1/runs", Some(TOKEN))).await;
-    assert_eq!(status, StatusCode::ACCEPTED);
-    assert_eq!(body["id"], id + 1);
+    // The worker finishes; the next trigger gets the next id. The scheme is case-insensitive.
+    for (previous, scheme) in (id..).zip(["bearer", "BEARER", "BeArEr"]) {
+        state.finish(record(previous, RunResult::Pass));
+        let req = Request::post("/api/v1/runs")
+            .header("authorization", format!("{scheme} {TOKEN}"))
+            .body(Body::empty())
+            .unwrap();
+        let (status, body) = call(&state, req).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{scheme}: {body}");
+        assert_eq!(body["id"], previous + 1);
+    }
 }
 
 #[tokio::test]
@@ -311,6 +333,10 @@ async fn without_a_token_triggering_is_disabled() {
     let (state, _rx) = state(None);
     let (status, body) = call(&state, post("/api/v1/runs", Some("anything"))).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("no token"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -326,16 +352,36 @@ async fn bad_requests_get_json_4xx() {
         call(&state, get("/api/v1/runs/latest")).await.0,
         StatusCode::NOT_FOUND
     );
-    assert_eq!(
-        call(&state, get("/no/such/path")).await.0,
-        StatusCode::NOT_FOUND
-    );
+    let (status, body) = call(&state, get("/no/such/path")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["status"], 404, "{body}");
     let big = Request::post("/api/v1/runs")
         .header("authorization", format!("Bearer {TOKEN}"))
         .header("content-length", (BODY_LIMIT + 1).to_string())
         .body(Body::from(vec![b'x'; BODY_LIMIT + 1]))
         .unwrap();
-    assert_eq!(call(&state, big).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+    let (status, body) = call(&state, big).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains(&BODY_LIMIT.to_string()),
+        "413 is JSON too: {body}"
+    );
+    // 405 is JSON and keeps its Allow header.
+    let response = app(state.clone())
+        .oneshot(Request::delete("/api/v1/runs").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let allow = response.headers()["allow"].to_str().unwrap().to_string();
+    assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(body["status"], 405, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("method"), "{body}");
 }
 
 /// `/api/v1/verdict` (always 200) and `/api/v1/verdict/status` (the status is the verdict).
@@ -367,12 +413,18 @@ async fn verdict_endpoints_follow_the_latest_finished_run() {
         "regressions",
         "run_id",
         "finished_at",
+        "age_seconds",
         "message",
         "device_key",
         "fingerprint",
     ] {
         assert!(body.get(field).is_some(), "{field} missing: {body}");
     }
+    // Freshness, for an analysis that refuses a stale verdict: seconds since finished_at.
+    assert!(
+        body["age_seconds"].as_u64().is_some_and(|a| a < 60),
+        "{body}"
+    );
     assert_eq!(
         (body["ok"].clone(), body["run_id"].clone()),
         (true.into(), id.into())
@@ -486,8 +538,14 @@ async fn a_device_without_a_baseline_says_no_baseline_from_the_probe_on() {
     assert_eq!(flagger, StatusCode::PRECONDITION_FAILED);
 }
 
-/// A real check report of `copy` against the recorded baseline: rows with comparisons.
+/// A real check report of `copy` against the recorded baseline: rows with comparisons. Made
+/// once for the tests that need one.
 fn real_check_report() -> Report {
+    static REPORT: std::sync::OnceLock<Report> = std::sync::OnceLock::new();
+    REPORT.get_or_init(make_check_report).clone()
+}
+
+fn make_check_report() -> Report {
     let baseline = crate::recorded_baseline();
     let _lock = crate::shared_lock();
     let out = crate::gpugate()
@@ -630,6 +688,39 @@ async fn metrics_use_the_text_format_and_bounded_labels() {
     );
 }
 
+/// JSON cannot hold infinity: a ratio against a near-zero baseline is written as `null`. The
+/// record must still load after a restart (as NaN), not be skipped as unreadable.
+#[test]
+fn a_record_with_non_finite_numbers_loads_after_a_restart() {
+    let mut report = real_check_report();
+    let row = &mut report.rows[0];
+    row.median_s = f64::INFINITY;
+    let comparison = row.comparison.as_mut().unwrap();
+    comparison.ratio = f64::INFINITY;
+    comparison.threshold = f64::NAN;
+    let dir = tempfile::tempdir().unwrap();
+    let mut history = History::open(Some(dir.path()), 10).unwrap();
+    let mut run = record(1, RunResult::Regression);
+    run.report = Some(report.clone());
+    history.push(run).unwrap();
+    drop(history);
+
+    let reopened = History::open(Some(dir.path()), 10).unwrap();
+    let loaded = reopened
+        .get(1)
+        .expect("the record loads")
+        .report
+        .clone()
+        .unwrap();
+    let row = &loaded.rows[0];
+    assert!(row.median_s.is_nan());
+    let comparison = row.comparison.as_ref().unwrap();
+    assert!(comparison.ratio.is_nan() && comparison.threshold.is_nan());
+    assert_eq!(loaded.rows.len(), report.rows.len());
+    assert_eq!(loaded.rows[0].key, report.rows[0].key);
+    assert_eq!(loaded.runs, report.runs, "the raw samples are intact");
+}
+
 #[test]
 fn history_survives_restart_skips_corrupt_files_and_keeps_retention() {
     let dir = tempfile::tempdir().unwrap();
@@ -649,20 +740,124 @@ fn history_survives_restart_skips_corrupt_files_and_keeps_retention() {
     std::fs::write(dir.path().join(".run-000000000010.json.tmp"), b"partial").unwrap();
     let reopened = History::open(Some(dir.path()), 3).unwrap();
     assert_eq!(ids(&reopened), [4, 3, 2]);
-    assert_eq!(reopened.next_id(), 5);
+    assert_eq!(
+        reopened.next_id(),
+        10,
+        "a torn file's id is never handed out again"
+    );
+    assert!(
+        !dir.path().join(".run-000000000010.json.tmp").exists(),
+        "stale temporary files are removed at start"
+    );
+}
+
+#[test]
+fn an_accepted_run_is_durable_and_ends_as_interrupted_if_the_process_dies() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut history = History::open(Some(dir.path()), 10).unwrap();
+    history.push(record(1, RunResult::Pass)).unwrap();
+    history.accept(2, Trigger::Api).unwrap();
+    drop(history); // as kill -9 would leave it: run 2 accepted, never finished
+
+    let reopened = History::open(Some(dir.path()), 10).unwrap();
+    assert_eq!(reopened.interrupted_at_open(), Some(2));
+    let run = reopened.get(2).expect("run 2 is recorded");
+    assert_eq!(run.result, RunResult::Interrupted);
+    assert_eq!(run.trigger, Trigger::Api);
+    assert!(
+        run.error.as_deref().unwrap().contains("interrupted"),
+        "{run:?}"
+    );
+    assert_eq!(reopened.next_id(), 3);
+    drop(reopened);
+    // The interrupted record is itself on disk: a second restart finds nothing new.
+    let again = History::open(Some(dir.path()), 10).unwrap();
+    assert_eq!(again.interrupted_at_open(), None);
+    assert_eq!(again.get(2).unwrap().result, RunResult::Interrupted);
+
+    // Ids are never reused, even when every run file is deleted: the high-water mark stays.
+    for e in std::fs::read_dir(dir.path()).unwrap() {
+        let path = e.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("run-")
+        {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    // (Run 2, the latest accepted, has no record of its end any more: interrupted again.)
+    let emptied = History::open(Some(dir.path()), 10).unwrap();
+    assert_eq!(emptied.iter().map(|r| r.id).collect::<Vec<_>>(), [2]);
+    assert_eq!(emptied.next_id(), 3);
+}
+
+#[tokio::test]
+async fn a_run_is_kept_in_memory_whatever_the_disk_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let history_dir = dir.path().join("history");
+    let (state, rx) = state_over(History::open(Some(&history_dir), 10).unwrap(), Some(TOKEN));
+    let id = state.start_run(Trigger::Start).unwrap();
+    assert_eq!(rx.try_recv().unwrap(), (id, Trigger::Start));
+    // The disk goes away mid-run.
+    std::fs::remove_dir_all(&history_dir).unwrap();
+    state.set_readiness(ready("1.0", BaselineState::Loaded(format!("{KEY}.json"))));
+    state.finish(record(id, RunResult::Pass));
+    let (body, _) = verdicts(&state).await;
+    assert_eq!(
+        body["verdict"], "pass",
+        "the unsaved run is still the verdict: {body}"
+    );
+    assert_eq!(
+        call(&state, get(&format!("/api/v1/runs/{id}"))).await.0,
+        StatusCode::OK
+    );
+    let m = samples(&scrape(&state).await.1);
+    assert_eq!(
+        value(&m, "gpugate_history_save_failures_total", &[]),
+        Some(1.0)
+    );
+    assert_eq!(value(&m, "gpugate_run_in_progress", &[]), Some(0.0));
+
+    // A scheduled run still starts (its acceptance counted as a failed save) ...
+    let id = state.start_run(Trigger::Interval).unwrap();
+    state.finish(record(id, RunResult::Pass));
+    // ... but an API run is refused: a 202 would promise what the disk does not hold.
+    let (status, body) = call(&state, post("/api/v1/runs", Some(TOKEN))).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("history"),
+        "{body}"
+    );
+    let m = samples(&scrape(&state).await.1);
+    assert_eq!(
+        value(&m, "gpugate_history_save_failures_total", &[]),
+        Some(4.0)
+    );
+    assert_eq!(value(&m, "gpugate_run_in_progress", &[]), Some(0.0));
+    // Once the disk is back, API runs are accepted again, with ids never handed out before.
+    std::fs::create_dir_all(&history_dir).unwrap();
+    let (status, body) = call(&state, post("/api/v1/runs", Some(TOKEN))).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert!(body["id"].as_u64().unwrap() > id + 1, "{body}");
 }
 
 // ---- the real binary over a socket ---------------------------------------------------------------
 
 /// A GET over a real socket to 127.0.0.1:`port`: status and body.
 fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    http_request(
+        port,
+        &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+    )
+}
+
+/// `request` over a real socket to 127.0.0.1:`port`: status and body.
+fn http_request(port: u16, request: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
+    s.write_all(request.as_bytes()).ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     let status = text.split_whitespace().nth(1)?.parse().ok()?;
@@ -710,24 +905,36 @@ struct Server {
 impl Server {
     /// Call `crate::recorded_baseline()` for `baseline` before taking the timing lock.
     fn start(history: &std::path::Path, baseline: &std::path::Path) -> Server {
+        Server::start_with(history, baseline, |cmd| {
+            cmd.env("GPUGATE_TOKEN", TOKEN);
+        })
+    }
+
+    /// As [`Server::start`], `configure` adding to the command (environment, flags).
+    fn start_with(
+        history: &std::path::Path,
+        baseline: &std::path::Path,
+        configure: impl FnOnce(&mut std::process::Command),
+    ) -> Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let child = crate::gpugate_command()
-            .env("GPUGATE_TOKEN", TOKEN)
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--kernel",
-                "copy",
-            ])
-            .args(["--threshold", crate::MECHANICS_THRESHOLD, "--baselines"])
-            .arg(baseline)
-            .arg("--history")
-            .arg(history)
+        let mut cmd = crate::gpugate_command();
+        cmd.args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--kernel",
+            "copy",
+        ])
+        .args(["--threshold", crate::MECHANICS_THRESHOLD, "--baselines"])
+        .arg(baseline)
+        .arg("--history")
+        .arg(history);
+        configure(&mut cmd);
+        let child = cmd
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -795,8 +1002,8 @@ fn serve_validates_on_start_shuts_down_on_sigterm_and_keeps_history_across_kill_
         "{metrics}"
     );
 
-    // kill -9 in the middle of a second run: the finished first run is on disk, the
-    // unfinished second leaves nothing behind.
+    // kill -9 in the middle of a second run: the finished first run is on disk, and so is the
+    // acceptance of the second (it got a 202).
     let id = post_over_socket(server.port).expect("POST /api/v1/runs");
     assert_eq!(id, 2);
     server.wait_for("/metrics", |_, m| {
@@ -806,22 +1013,197 @@ fn serve_validates_on_start_shuts_down_on_sigterm_and_keeps_history_across_kill_
     server.child.wait().unwrap();
     assert_eq!(
         run_files(dir.path()),
-        ["run-000000000001.json"],
-        "run 1 survived kill -9; run 2, killed while in progress, left no file"
+        ["accepted.json", "run-000000000001.json"],
+        "run 1 survived kill -9; run 2, killed while in progress, is marked accepted"
     );
     let mut server = Server::start(dir.path(), baseline);
     server.wait_for("/livez", |s, _| s == 200);
     let (status, body) = server.get("/api/v1/runs/1").unwrap();
     assert_eq!(status, 200, "run 1 survived kill -9: {body}");
-    // The restarted service validates again with the next id.
-    server.wait_for("/api/v1/runs/2", |s, _| s == 200);
+    // Run 2 was acknowledged, so it is not lost: it ended as interrupted.
+    let (status, body) = server.get("/api/v1/runs/2").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let run: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(run["result"], "interrupted", "{run}");
+    assert_eq!(run["trigger"], "api", "{run}");
+    let m = samples(&server.get("/metrics").unwrap().1);
+    assert_eq!(
+        value(&m, "gpugate_runs_total", &[("result", "interrupted")]),
+        Some(1.0)
+    );
+    // The restarted service validates again with a new id: 2 is never reused.
+    server.wait_finished(3);
+    // The verdict is this process's own run, never the interrupted one.
+    let (_, body) = server.get("/api/v1/verdict").unwrap();
+    assert!(body.contains("\"run_id\":3"), "{body}");
 
     server.signal("-TERM");
     let code = server.child.wait().unwrap().code();
     assert_eq!(code, Some(0), "graceful shutdown on SIGTERM");
     assert_eq!(
         run_files(dir.path()),
-        ["run-000000000001.json", "run-000000000002.json"]
+        [
+            "accepted.json",
+            "run-000000000001.json",
+            "run-000000000002.json",
+            "run-000000000003.json"
+        ]
+    );
+}
+
+#[test]
+fn a_panicking_run_is_recorded_as_an_error_and_the_sidecar_goes_on() {
+    let baseline = crate::recorded_baseline();
+    let _lock = crate::timing_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start_with(dir.path(), baseline, |cmd| {
+        cmd.env("GPUGATE_TOKEN", TOKEN)
+            .env(gpugate::serve::FAULT_ENV, "worker-panic");
+    });
+    let run = server.wait_finished(1);
+    assert_eq!(run["result"], "error", "{run}");
+    assert!(run["error"].as_str().unwrap().contains("panicked"), "{run}");
+    assert_eq!(
+        server.get("/livez").unwrap().0,
+        200,
+        "the scheduler is alive"
+    );
+    let (_, body) = server.get("/api/v1/verdict").unwrap();
+    let verdict: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(verdict["verdict"], "error", "{verdict}");
+    let m = samples(&server.get("/metrics").unwrap().1);
+    assert_eq!(
+        value(&m, "gpugate_runs_total", &[("result", "error")]),
+        Some(1.0)
+    );
+    assert_eq!(value(&m, "gpugate_run_in_progress", &[]), Some(0.0));
+
+    // The slot was freed: the next request is accepted and measures normally.
+    assert_eq!(post_over_socket(server.port), Some(2));
+    let run = server.wait_finished(2);
+    assert_eq!(run["result"], "pass", "{run}");
+    assert_eq!(server.get("/livez").unwrap().0, 200);
+
+    server.signal("-TERM");
+    assert_eq!(server.child.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn a_missing_token_file_is_no_token() {
+    let _lock = crate::shared_lock();
+    let (history, baselines) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut server = Server::start_with(history.path(), baselines.path(), |cmd| {
+        cmd.arg("--token-file")
+            .arg(history.path().join("absent/token"));
+    });
+    // It comes up (an optional Secret that does not exist must not CrashLoop) ...
+    server.wait_for("/livez", |s, _| s == 200);
+    // ... with triggering refused.
+    let (status, body) = http_request(
+        server.port,
+        &format!("POST /api/v1/runs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+    )
+    .unwrap();
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("no token"), "{body}");
+    server.signal("-TERM");
+    let st = server.child.wait().unwrap();
+    assert_eq!(st.code(), Some(0), "{st:?}");
+}
+
+/// kill -9 at random (seeded) moments while runs are being requested, then restart on the same
+/// history: every run that got a 202 is there (finished or interrupted), and ids only grow.
+/// The baselines directory is empty, so each run is short (`no_baseline` after the adapter
+/// opens) and the kills land before, during and between runs.
+#[test]
+fn kill_9_at_random_points_loses_no_acknowledged_run() {
+    use rand::{Rng, SeedableRng};
+    let _lock = crate::shared_lock();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let (history, baselines) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // Runs take tens of milliseconds here: keep every one (retention would rightly drop some).
+    let start = |history: &tempfile::TempDir, baselines: &tempfile::TempDir| {
+        Server::start_with(history.path(), baselines.path(), |cmd| {
+            cmd.env("GPUGATE_TOKEN", TOKEN)
+                .args(["--retention", "100000"]);
+        })
+    };
+    let mut acknowledged: Vec<u64> = vec![];
+    let mut highest_seen = 0;
+    for round in 0..4 {
+        let mut server = start(&history, &baselines);
+        server.wait_for("/livez", |s, _| s == 200);
+        // Everything acknowledged so far is listed, finished or interrupted; nothing running
+        // from before is left running.
+        let (_, body) = server.get("/api/v1/runs").unwrap();
+        let runs: Value = serde_json::from_str(&body).unwrap();
+        let listed: Vec<u64> = runs["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_u64().unwrap())
+            .collect();
+        for id in &acknowledged {
+            assert!(
+                listed.contains(id),
+                "round {round}: run {id} got a 202 and is gone: {runs}"
+            );
+        }
+        for r in runs["runs"].as_array().unwrap() {
+            let result = r["result"].as_str().unwrap();
+            assert!(
+                ["no_baseline", "interrupted", "error"].contains(&result),
+                "round {round}: {r}"
+            );
+        }
+        assert!(
+            listed.windows(2).all(|w| w[0] > w[1]),
+            "newest first, each id once: {listed:?}"
+        );
+        if let Some(&newest) = listed.first() {
+            assert!(
+                newest >= highest_seen,
+                "round {round}: ids went back: {listed:?}"
+            );
+        }
+        highest_seen = listed.first().copied().unwrap_or(0);
+
+        // Request runs until the kill, at a random moment within about three runs.
+        let kill_at =
+            std::time::Instant::now() + std::time::Duration::from_millis(rng.random_range(0..3000));
+        while std::time::Instant::now() < kill_at {
+            if let Some(id) = post_over_socket(server.port) {
+                assert!(
+                    acknowledged.last().is_none_or(|&last| id > last) && id > highest_seen,
+                    "round {round}: id {id} after {acknowledged:?} (highest listed {highest_seen})"
+                );
+                acknowledged.push(id);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(rng.random_range(0..50)));
+        }
+        server.signal("-KILL");
+        server.child.wait().unwrap();
+    }
+    let server = start(&history, &baselines);
+    server.wait_for("/livez", |s, _| s == 200);
+    for id in &acknowledged {
+        let (status, body) = server.get(&format!("/api/v1/runs/{id}")).unwrap();
+        assert_eq!(status, 200, "run {id} got a 202 and is gone: {body}");
+    }
+    assert!(
+        acknowledged.len() >= 2,
+        "the loop acknowledged runs: {acknowledged:?}"
+    );
+    let (_, body) = server.get("/api/v1/runs").unwrap();
+    let interrupted: Vec<u64> = serde_json::from_str::<Value>(&body).unwrap()["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["result"] == "interrupted")
+        .map(|r| r["id"].as_u64().unwrap())
+        .collect();
+    eprintln!(
+        "acknowledged across 4 kill -9 rounds: {acknowledged:?}; interrupted: {interrupted:?}"
     );
 }
 
