@@ -101,12 +101,16 @@ pub struct RunResult {
 /// with one run): `panic`, `abort`, `kill` (SIGKILL, as the OOM killer sends), `stop` (SIGSTOP),
 /// `hang` (sleep forever) or `lose-device` (destroy the device before the first kernel). The
 /// fault tests use it to prove each one ends as exit 4 within its deadline; nothing else sets it.
+/// `worker-panic` is serve's (see `serve::Fault`) and leaves the runner alone.
 pub const TEST_FAULT_ENV: &str = "GPUGATE_TEST_FAULT";
 
 fn inject_test_fault(gpu: &Gpu) {
     let Ok(fault) = std::env::var(TEST_FAULT_ENV) else {
         return;
     };
+    if fault == "worker-panic" {
+        return;
+    }
     tracing::warn!("{TEST_FAULT_ENV}={fault}: injecting a fault for a test");
     let signal_self = |signal: &str| {
         // The `kill` utility keeps this test hook free of a libc dependency.

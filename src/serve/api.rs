@@ -36,7 +36,11 @@ pub fn app(state: Arc<State>) -> Router {
         .route("/api/v1/runs/latest", get(latest_run))
         .route("/api/v1/runs/{id}", get(run_by_id))
         .route("/api/v1/verdict", get(verdict))
-        .route("/api/v1/verdict/status", get(verdict_status))
+        // Flagger's webhooks POST; Argo's and a person's checks GET.
+        .route(
+            "/api/v1/verdict/status",
+            get(verdict_status).post(verdict_status),
+        )
         .fallback(|| async { AppError::NotFound("no such endpoint".into()) })
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(

@@ -454,8 +454,8 @@ pub enum Fault {
     WorkerPanic,
 }
 
-/// The environment variable that injects a [`Fault`].
-pub const FAULT_ENV: &str = "GPUGATE_TEST_FAULT";
+/// The environment variable that injects a [`Fault`]: the runner's, shared with its child faults.
+pub use crate::runner::TEST_FAULT_ENV as FAULT_ENV;
 
 impl Fault {
     /// `worker-panic` only: the variable's other values are faults the measurement children
