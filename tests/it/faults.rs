@@ -6,11 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use gpugate::baseline;
 use gpugate::runner::{RUN_DEADLINE_SLACK_S, TEST_FAULT_ENV};
-use gpugate::stats;
 
-use crate::{gpugate, recorded_baseline, shared_lock, timing_lock, SOFTWARE_THRESHOLD};
+use crate::{gpugate, shared_lock, timing_lock, SOFTWARE_THRESHOLD};
 
 /// How far past its deadline a fault may be reported on a loaded CI machine. Generous on
 /// purpose: this bounds "ends", it does not measure speed.
@@ -214,24 +212,7 @@ fn gl_is_not_offered() {
 /// a configuration problem, hiding the regression); the write failure is still reported.
 #[test]
 fn a_regression_with_an_unwritable_json_path_exits_1() {
-    let mut b = baseline::load(recorded_baseline()).unwrap();
-    // Claim copy ran 5× faster than it does: a regression well past lavapipe's 2× threshold.
-    let k = b.kernels.iter_mut().find(|k| k.kernel == "copy").unwrap();
-    for run in &mut k.runs {
-        for s in &mut run.samples_s {
-            *s *= 0.2;
-        }
-        run.summary = stats::summarize(&run.samples_s);
-    }
-    let medians: Vec<f64> = k.runs.iter().map(|r| r.summary.median_s).collect();
-    k.median_s = stats::median(&medians);
-    k.between_run_rel_sd = stats::log_sd(&medians).unwrap();
-    for m in &mut k.modes {
-        m.center_s *= 0.2;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("doctored.json");
-    baseline::save(&file, &b).unwrap();
+    let (dir, file) = crate::trust::doctored(crate::trust::copy_five_times_faster);
     let unwritable = dir.path().join("no-such-dir").join("report.json");
 
     let _lock = timing_lock();
