@@ -548,6 +548,14 @@ fn validate(b: &Baseline) -> Result<(), (String, String)> {
     }
     for (i, k) in b.kernels.iter().enumerate() {
         let at = |field: &str| format!("kernels[{i}].{field}");
+        // Version 2 records every kernel's hash; without one a rewritten kernel would pass as
+        // the recorded one. (Version 1 files predate hashes and are gated without them.)
+        if b.schema_version >= 2 && k.kernel_hash.is_none() {
+            return Err((
+                at("kernel_hash"),
+                "is missing: a version-2 file records each kernel's hash; re-record".into(),
+            ));
+        }
         let want_key = instance_key(&k.kernel, &k.params);
         if k.key != want_key {
             return Err((

@@ -129,7 +129,8 @@ pub struct RunArgs {
 pub struct RecordArgs {
     #[arg(long, value_enum, default_value_t = Suite::Quick)]
     pub suite: Suite,
-    /// Independent runs, each in its own process; their spread is the run-to-run noise.
+    /// Independent runs, each in its own process; their spread is the run-to-run noise (at
+    /// least 2).
     #[arg(long, default_value_t = baseline::DEFAULT_RUNS, value_parser = runs)]
     pub runs: usize,
     /// Baseline file to write or update [default: BASELINES/<device-key>.json].
@@ -168,11 +169,11 @@ pub struct CheckArgs {
     #[arg(long, value_name = "KERNEL=PCT")]
     pub kernel_threshold: Vec<String>,
     /// Independent runs to measure now, each in a fresh process (one process can settle in a
-    /// slow or fast mode for its whole life, so one run alone may land in either).
+    /// slow or fast mode for its whole life, so one run alone may land in either); at least 3.
     #[arg(long, default_value_t = gate::DEFAULT_CHECK_RUNS, value_parser = runs)]
     pub runs: usize,
     /// Fresh runs that re-measure kernels looking slower than half their threshold; their
-    /// verdict comes from these runs alone. 0 = judge round 1 only.
+    /// verdict comes from these runs alone: 0 (judge round 1 only) or at least 3.
     #[arg(long, value_name = "N", default_value_t = gate::DEFAULT_CONFIRM_RUNS, value_parser = runs)]
     pub confirm_runs: usize,
     /// Suite-wide false-alarm rate: the chance that a check of an unchanged node names any

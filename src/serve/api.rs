@@ -81,6 +81,10 @@ impl From<Refused> for AppError {
                 "the run was not started: its acceptance could not be saved to the history \
                  ({why})"
             )),
+            Refused::IdsExhausted => AppError::Unavailable(
+                "every run id was handed out and ids are never reused: move the history away"
+                    .into(),
+            ),
         }
     }
 }

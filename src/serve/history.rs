@@ -255,7 +255,14 @@ impl History {
             .copied()
             .max(accepted.as_ref().map(|a| a.id))
             .unwrap_or(0);
-        history.next_id = newest.saturating_add(1);
+        // Ids are never reused: a history that names the last one cannot go on.
+        history.next_id = newest.checked_add(1).ok_or_else(|| {
+            Error::Usage(format!(
+                "history {}: a file names run id {newest}, the last there is; move the history \
+                 away to start over",
+                dir.display()
+            ))
+        })?;
         runs.sort_by_key(|r| r.id);
         history.runs = runs.into();
         if let Some(a) = accepted.filter(|a| !named.contains(&a.id)) {
@@ -640,6 +647,24 @@ mod tests {
             v
         };
         assert_eq!(names(dir.path()), [ACCEPTED]);
+    }
+
+    #[test]
+    fn a_history_that_names_the_last_id_refuses_to_open_instead_of_reusing_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(file_name(u64::MAX)), b"garbage").unwrap();
+        let err = History::open(Some(dir.path()), 5)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains(&u64::MAX.to_string()), "{err}");
+        // One below is the last that can be handed out.
+        std::fs::remove_file(dir.path().join(file_name(u64::MAX))).unwrap();
+        std::fs::write(dir.path().join(file_name(u64::MAX - 1)), b"garbage").unwrap();
+        assert_eq!(
+            History::open(Some(dir.path()), 5).unwrap().next_id(),
+            u64::MAX
+        );
     }
 
     #[test]

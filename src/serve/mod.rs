@@ -165,6 +165,8 @@ pub enum Refused {
     /// The run could not be made durable before it was acknowledged (an API request is then
     /// refused): why.
     NotRecorded(String),
+    /// Every run id was handed out (ids are never reused): the history must be moved away.
+    IdsExhausted,
 }
 
 /// The bearer token, kept as its SHA-256 digest: a presented token is hashed and the two
@@ -318,7 +320,10 @@ impl State {
         }
         // Never handed out twice, even when the acceptance cannot be saved.
         let id = running.next_id;
-        running.next_id = id.saturating_add(1);
+        let Some(after) = id.checked_add(1) else {
+            return Err(Refused::IdsExhausted);
+        };
+        running.next_id = after;
         if let Err(e) = self.history().accept(id, trigger) {
             self.metrics.history_save_failed();
             tracing::error!(id, "cannot record that run {id} was accepted: {e}");
@@ -666,7 +671,7 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
                 std::future::pending::<()>().await;
             }
         }
-        tracing::info!("shutting down: no new requests; finished runs are already on disk");
+        tracing::info!("shutting down: no new requests");
     }
 }
 
@@ -860,6 +865,21 @@ mod tests {
                 assert_eq!(state.start_run(Trigger::Api), Err(Refused::Stopped));
             }
         }
+    }
+
+    #[test]
+    fn the_last_id_is_never_handed_out() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("run-18446744073709551614.json"), b"garbage").unwrap();
+        let (tx, _rx) = mpsc::channel();
+        let state = State::new(
+            History::open(Some(dir.path()), 10).unwrap(),
+            Metrics::new("n"),
+            None,
+            tx,
+        );
+        assert_eq!(state.start_run(Trigger::Api), Err(Refused::IdsExhausted));
+        assert_eq!(state.start_run(Trigger::Api), Err(Refused::IdsExhausted));
     }
 
     #[test]

@@ -98,6 +98,9 @@ CASES = [
     ("summary-median-subns", setter(R0 + ["summary", "median_s"], 1e-12), 2, "kernels[0].runs[0].summary.median_s"),
     ("summary-mean-negative", setter(R0 + ["summary", "mean_s"], -0.004), 2, "kernels[0].runs[0].summary.mean_s"),
     ("summary-iqr-negative", setter(R0 + ["summary", "iqr_rel"], -0.1), 2, "kernels[0].runs[0].summary.iqr_rel"),
+    # A version-2 file without a kernel's hash would let a rewritten kernel pass as the recorded one.
+    ("kernel-hash-null", setter(K0 + ["kernel_hash"], None), 2, "kernels[0].kernel_hash"),
+    ("kernel-hash-missing", deleter(K0 + ["kernel_hash"]), 2, "kernels[0].kernel_hash"),
     ("summary-lag1-5", setter(R0 + ["summary", "lag1"], 5.0), 2, "kernels[0].runs[0].summary.lag1"),
     ("summary-n-huge", setter(R0 + ["summary", "n"], 10**18), 2, "kernels[0].runs[0].summary"),
     ("sample-5e-324", setter(R0 + ["samples_s", 3], 5e-324), 2, "kernels[0].runs[0].samples_s[3]"),
