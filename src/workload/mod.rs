@@ -768,7 +768,6 @@ mod tests {
                 "lattice_distance",
                 &[("m", U32), ("n", U32), ("dim", 8), ("size", 2)],
             ),
-            ("peak_fma", &[("groups", U32), ("iters", U32)]),
             ("softmax", &[("rows", U32), ("cols", U32)]),
         ] {
             let (k, params) = params_of(kernel, pairs);
