@@ -90,6 +90,14 @@ impl Kernel for Attention {
     fn largest_binding(&self, params: &Params) -> Result<u64> {
         Ok(4 * dims(params)?.elements())
     }
+    fn workgroups(&self, params: &Params) -> Result<[u64; 3]> {
+        let d = dims(params)?;
+        Ok([
+            (d.seq as u64).div_ceil(BR),
+            d.batch as u64 * d.heads as u64,
+            1,
+        ])
+    }
 
     fn prepare(
         &self,
@@ -100,12 +108,7 @@ impl Kernel for Attention {
     ) -> Result<Box<dyn Prepared>> {
         let d = dims(params)?;
         super::fits_device(gpu, self, params)?;
-        let groups = [
-            (d.seq as u64).div_ceil(BR) as u32,
-            (d.batch * d.heads) as u32,
-            1,
-        ];
-        super::check_groups(gpu, NAME, params, groups)?;
+        let groups = super::dispatch_groups(self, params)?;
         let pipelines = super::pipelines(gpu, NAME, self.shader(), &["main"])?;
         let scale = 1.0 / (HEAD_DIM as f32).sqrt();
         let words = [d.seq as u32, u32::from(d.causal), scale.to_bits(), 0];

@@ -99,6 +99,14 @@ impl Kernel for Conv2d {
         let d = dims(params)?;
         Ok(4 * d.input_len().max(d.weight_len()).max(d.output_len()))
     }
+    fn workgroups(&self, params: &Params) -> Result<[u64; 3]> {
+        let d = dims(params)?;
+        Ok([
+            (d.w as u64).div_ceil(TILE),
+            (d.h as u64).div_ceil(TILE),
+            d.n as u64 * (d.k as u64).div_ceil(KB),
+        ])
+    }
 
     fn prepare(
         &self,
@@ -110,12 +118,7 @@ impl Kernel for Conv2d {
         let d = dims(params)?;
         super::fits_device(gpu, self, params)?;
         let k_blocks = (d.k as u64).div_ceil(KB);
-        let groups = [
-            (d.w as u64).div_ceil(TILE) as u32,
-            (d.h as u64).div_ceil(TILE) as u32,
-            (d.n as u64 * k_blocks).min(u64::from(u32::MAX)) as u32,
-        ];
-        super::check_groups(gpu, NAME, params, groups)?;
+        let groups = super::dispatch_groups(self, params)?;
         let pipelines = super::pipelines(gpu, NAME, self.shader(), &["main"])?;
         let words = [d.n, d.c, d.k, d.h, d.w, k_blocks as usize, 0, 0].map(|v| v as u32);
         let uniform = super::uniform_buffer(gpu, "conv2d.dims", &words);

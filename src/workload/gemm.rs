@@ -150,6 +150,10 @@ impl Kernel for Gemm {
     fn footprint(&self, params: &Params) -> Result<u64> {
         self.work(params).map(|w| w.bytes)
     }
+    fn workgroups(&self, params: &Params) -> Result<[u64; 3]> {
+        let (d, tile) = (self.dims(params)?, self.0.tile());
+        Ok([d.n.div_ceil(tile), d.m.div_ceil(tile), 1])
+    }
     fn largest_binding(&self, params: &Params) -> Result<u64> {
         let (name, d) = (self.name(), self.dims(params)?);
         let mut largest = 0;
@@ -171,9 +175,7 @@ impl Kernel for Gemm {
         // Each of m·k, k·n and m·n now fits the device (under 2^32 elements), so the products
         // below cannot overflow.
         super::fits_device(gpu, self, params)?;
-        let tile = self.0.tile();
-        let groups = [d.n.div_ceil(tile) as u32, d.m.div_ceil(tile) as u32, 1];
-        super::check_groups(gpu, name, params, groups)?;
+        let groups = super::dispatch_groups(self, params)?;
         let pipelines = super::pipelines(gpu, name, self.shader(), &["main"])?;
         let uniform =
             super::uniform_buffer(gpu, "gemm.dims", &[d.m as u32, d.n as u32, d.k as u32, 0]);

@@ -83,6 +83,10 @@ impl Kernel for LatticeDistance {
         let d = dims(params)?;
         (size(4) * d.m * d.n).get(NAME, params, "the m·n distance matrix")
     }
+    fn workgroups(&self, params: &Params) -> Result<[u64; 3]> {
+        let d = dims(params)?;
+        Ok([d.n.div_ceil(TILE), d.m.div_ceil(TILE), 1])
+    }
 
     fn prepare(
         &self,
@@ -93,8 +97,7 @@ impl Kernel for LatticeDistance {
     ) -> Result<Box<dyn Prepared>> {
         let d = dims(params)?;
         super::fits_device(gpu, self, params)?;
-        let groups = [d.n.div_ceil(TILE) as u32, d.m.div_ceil(TILE) as u32, 1];
-        super::check_groups(gpu, NAME, params, groups)?;
+        let groups = super::dispatch_groups(self, params)?;
         let pipelines = super::pipelines(gpu, NAME, self.shader(), &["main"])?;
         let uniform = super::uniform_buffer(
             gpu,

@@ -179,7 +179,21 @@ pub fn fits_device(gpu: &Gpu, kernel: &dyn Kernel, params: &Params) -> Result<()
             instance_key(kernel.name(), params)
         )));
     }
+    let groups = kernel.workgroups(params)?;
+    let max = gpu.limits.max_compute_workgroups_per_dimension;
+    if groups.iter().any(|&g| g > u64::from(max)) {
+        return Err(Error::Usage(format!(
+            "{}: needs {groups:?} workgroups, over this adapter's {max} per dimension",
+            instance_key(kernel.name(), params)
+        )));
+    }
     Ok(())
+}
+
+/// The workgroups of an instance that [`fits_device`] accepted, as a dispatch takes them.
+pub(crate) fn dispatch_groups(kernel: &dyn Kernel, params: &Params) -> Result<[u32; 3]> {
+    // fits_device held each to the adapter's limit, which is a u32.
+    Ok(kernel.workgroups(params)?.map(|g| g as u32))
 }
 
 /// Checked arithmetic on sizes derived from parameters (which come from files): an overflow is
@@ -436,6 +450,11 @@ pub trait Kernel: Sync {
     fn footprint(&self, params: &Params) -> Result<u64>;
     /// Bytes of the instance's largest storage buffer, held to the device's binding limit.
     fn largest_binding(&self, params: &Params) -> Result<u64>;
+    /// Workgroups of its dispatch, held to the device's per-dimension limit before anything is
+    /// allocated. Grid-stride kernels cap theirs to the limit (`grid_groups`): `[1, 1, 1]`.
+    fn workgroups(&self, _params: &Params) -> Result<[u64; 3]> {
+        Ok([1, 1, 1])
+    }
     /// Build pipelines and `slots` independent sets of buffers (for cache-cold rotation), with
     /// fresh random inputs from `rng` and poisoned outputs.
     fn prepare(
@@ -663,23 +682,6 @@ pub(crate) fn rows_cols(kernel: &str, params: &Params) -> Result<(u64, u64)> {
         )));
     }
     Ok((rows, cols))
-}
-
-/// Check that a dispatch of `groups` workgroups is within this adapter's per-dimension limit.
-pub(crate) fn check_groups(
-    gpu: &Gpu,
-    kernel: &str,
-    params: &Params,
-    groups: [u32; 3],
-) -> Result<()> {
-    let max = gpu.limits.max_compute_workgroups_per_dimension;
-    if groups.iter().any(|&g| g > max) {
-        return Err(Error::Usage(format!(
-            "{}: needs {groups:?} workgroups, over this adapter's {max} per dimension",
-            instance_key(kernel, params)
-        )));
-    }
-    Ok(())
 }
 
 /// Row `r` of a row-major matrix with `cols` columns.

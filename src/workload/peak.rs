@@ -149,6 +149,9 @@ impl Kernel for PeakFma {
     fn largest_binding(&self, params: &Params) -> Result<u64> {
         Ok(4 * 256 * params.get(self.name(), "groups")?)
     }
+    fn workgroups(&self, params: &Params) -> Result<[u64; 3]> {
+        Ok([params.get(self.name(), "groups")?, 1, 1])
+    }
 
     fn prepare(
         &self,
@@ -161,12 +164,7 @@ impl Kernel for PeakFma {
         let groups = params.get(name, "groups")?;
         let iters = params.get(name, "iters")?;
         super::fits_device(gpu, self, params)?;
-        super::check_groups(
-            gpu,
-            name,
-            params,
-            [groups.min(u64::from(u32::MAX)) as u32, 1, 1],
-        )?;
+        let dispatch = super::dispatch_groups(self, params)?;
         let threads = 256 * groups;
         let pipelines = super::pipelines(gpu, name, self.shader(), &["main"])?;
         let uniform = super::uniform_buffer(
@@ -204,7 +202,7 @@ impl Kernel for PeakFma {
         Ok(Box::new(Launch {
             kernel: name,
             pipelines,
-            steps: vec![(0, [groups as u32, 1, 1])],
+            steps: vec![(0, dispatch)],
             sets,
         }))
     }

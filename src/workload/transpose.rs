@@ -45,6 +45,10 @@ impl Kernel for Transpose {
         let (rows, cols) = super::rows_cols(NAME, params)?;
         Ok(4 * rows * cols)
     }
+    fn workgroups(&self, params: &Params) -> Result<[u64; 3]> {
+        let (rows, cols) = super::rows_cols(NAME, params)?;
+        Ok([cols.div_ceil(TILE), rows.div_ceil(TILE), 1])
+    }
 
     fn prepare(
         &self,
@@ -74,8 +78,7 @@ impl Kernel for Transpose {
                 }
             })
             .collect();
-        let groups = [cols.div_ceil(TILE) as u32, rows.div_ceil(TILE) as u32, 1];
-        super::check_groups(gpu, NAME, params, groups)?;
+        let groups = super::dispatch_groups(self, params)?;
         Ok(Box::new(Launch {
             kernel: NAME,
             pipelines,

@@ -379,9 +379,10 @@ fn corpus_of_bad_arguments_is_refused_naming_the_flag() {
 }
 
 /// A file for this very device asking for a buffer within the static cap but past this
-/// adapter's binding limit is refused once the device is known, before anything is allocated.
+/// adapter's binding limit, or for more workgroups than it dispatches per dimension, is refused
+/// once the device is known, before anything is allocated.
 #[test]
-fn sizes_past_this_devices_binding_limit_are_refused_naming_the_field() {
+fn sizes_past_this_devices_limits_are_refused_naming_the_field() {
     let _lock = shared_lock();
     let out = gpugate()
         .args(["--format", "json", "list"])
@@ -389,24 +390,44 @@ fn sizes_past_this_devices_binding_limit_are_refused_naming_the_field() {
         .unwrap();
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let adapter = &list["adapters"][0];
-    let mut doc: serde_json::Value =
+    let base: serde_json::Value =
         serde_json::from_slice(&std::fs::read(corpus().join("baselines/base.json")).unwrap())
             .unwrap();
-    doc["fingerprint"] = adapter["fingerprint"].clone();
-    doc["device_key"] = adapter["device_key"].clone();
-    let n = (u32::MAX - 3) as u64; // 16 GiB of f32: under the static cap, over any adapter's
-    doc["kernels"][0]["params"]["n"] = n.into();
-    doc["kernels"][0]["key"] = format!("copy[n={n}]").into();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("too-big.json");
-    std::fs::write(&path, serde_json::to_vec(&doc).unwrap()).unwrap();
-    let (code, err) = check_with(&path);
-    assert_eq!(code, Some(2), "{err}");
-    assert!(
-        err.contains("too-big.json: kernels[0].params: copy[n=4294967292]")
-            && err.contains("storage binding limit"),
-        "{err}"
-    );
+    // 16 GiB of f32: under the static cap, over any adapter's binding limit.
+    let n = (u32::MAX - 3) as u64;
+    // 64 MiB in one column: 2^24 rows make a workgroup row per tile, past lavapipe's 65 535 per
+    // dimension (WebGPU's default; Vulkan GPUs report the same for y).
+    let rows = 1u64 << 24;
+    for (kernel, params, key, limit) in [
+        (
+            "copy",
+            serde_json::json!({ "n": n }),
+            format!("copy[n={n}]"),
+            "storage binding limit",
+        ),
+        (
+            "transpose",
+            serde_json::json!({ "rows": rows, "cols": 1 }),
+            format!("transpose[cols=1,rows={rows}]"),
+            "workgroups, over this adapter's",
+        ),
+    ] {
+        let mut doc = base.clone();
+        doc["fingerprint"] = adapter["fingerprint"].clone();
+        doc["device_key"] = adapter["device_key"].clone();
+        doc["kernels"][0]["kernel"] = kernel.into();
+        doc["kernels"][0]["params"] = params;
+        doc["kernels"][0]["key"] = key.clone().into();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("too-big.json");
+        std::fs::write(&path, serde_json::to_vec(&doc).unwrap()).unwrap();
+        let (code, err) = check_with(&path);
+        assert_eq!(code, Some(2), "{err}");
+        assert!(
+            err.contains(&format!("too-big.json: kernels[0].params: {key}")) && err.contains(limit),
+            "{err}"
+        );
+    }
 }
 
 // ---- property tests: arbitrary files at the loader, arbitrary values at the parser ------------
