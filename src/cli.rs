@@ -380,15 +380,7 @@ pub fn run(cli: Cli) -> Result<u8> {
 }
 
 fn serve(choice: AdapterChoice, args: &ServeArgs) -> Result<u8> {
-    if !(0.0..=100.0).contains(&args.jitter) {
-        return Err(Error::Usage(format!(
-            "--jitter {}: expected a percentage in [0, 100]",
-            args.jitter
-        )));
-    }
-    if args.interval.is_zero() {
-        return Err(Error::Usage("--interval must be longer than zero".into()));
-    }
+    // --interval and --jitter were bounded where clap parsed them.
     let token = match (&args.token_file, &args.token) {
         (Some(path), _) => match std::fs::read_to_string(path) {
             // A missing file is no token: an `optional: true` Secret that does not exist

@@ -437,9 +437,6 @@ pub trait Kernel: Sync {
     fn shader(&self) -> &'static str;
     /// The parameters an instance takes and their ranges: the one place they are declared.
     fn params(&self) -> &'static [Param];
-    fn param_names(&self) -> Vec<&'static str> {
-        self.params().iter().map(|p| p.name).collect()
-    }
     /// Why this adapter cannot run the kernel (e.g. `needs SHADER_F16`), or None when it can.
     fn unsupported(&self, _gpu: &Gpu) -> Option<String> {
         None

@@ -190,7 +190,7 @@ fn shipped_baselines_are_valid_and_agree_with_their_raw_samples() {
         for k in &b.kernels {
             let kernel = gpugate::workload::find(&k.kernel)
                 .unwrap_or_else(|e| panic!("{name}: {}: {e}", k.key));
-            let mut want: Vec<&str> = kernel.param_names().to_vec();
+            let mut want: Vec<&str> = kernel.params().iter().map(|p| p.name).collect();
             let mut have: Vec<&str> = k.params.0.keys().map(String::as_str).collect();
             want.sort_unstable();
             have.sort_unstable();
