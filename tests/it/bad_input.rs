@@ -433,8 +433,7 @@ fn sizes_past_this_devices_limits_are_refused_naming_the_field() {
 // ---- property tests: arbitrary files at the loader, arbitrary values at the parser ------------
 
 mod properties {
-    use clap::Parser;
-    use gpugate::cli::{Cli, Command};
+    use gpugate::cli::Command;
     use gpugate::error::exit;
     use proptest::prelude::*;
     use serde_json::Value;
@@ -603,7 +602,7 @@ mod properties {
                 _ => number,
             };
             let args = ["gpugate", command, &format!("{name}={value}")];
-            let cli = match Cli::try_parse_from(args) {
+            let cli = match crate::parse_cli(args) {
                 Err(e) => {
                     prop_assert_eq!(e.exit_code(), 2);
                     prop_assert!(e.to_string().contains(name), "{e}");

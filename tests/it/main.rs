@@ -112,24 +112,37 @@ pub fn empty_cwd() -> PathBuf {
     dir
 }
 
-/// Environment a developer's shell or a CI runner may set that would steer a test's gpugate,
-/// beside the CI variables ([`gpugate::cli::CI_VARIABLES`]): baseline location, adapter choice,
-/// log format and filter, node name, token.
-const STEERING_ENV: [&str; 7] = [
-    "GPUGATE_BASELINES",
-    "GPUGATE_LOG_FORMAT",
-    "WGPU_ADAPTER_NAME",
-    "WGPU_BACKEND",
-    "RUST_LOG",
-    "NODE_NAME",
-    "GPUGATE_TOKEN",
-];
+/// Whether a variable from a developer's shell or a CI runner would steer a test's gpugate:
+/// every `GPUGATE_*` (its flags' variables, the test hooks) and `WGPU_*` (adapter, backend), the
+/// log filter and the node name, beside the CI variables ([`gpugate::cli::CI_VARIABLES`]). By
+/// prefix, so a flag given a variable later is covered without a list to keep.
+fn steers(name: &str) -> bool {
+    name.starts_with("GPUGATE_")
+        || name.starts_with("WGPU_")
+        || ["RUST_LOG", "NODE_NAME"].contains(&name)
+        || gpugate::cli::CI_VARIABLES.contains(&name)
+}
+
+/// `args` (the program name first) as gpugate's command line parses them in this process, but
+/// blind to the environment, as [`gpugate_command`] makes the binary: a developer's
+/// `GPUGATE_INTERVAL`, say, must not steer what a test parses.
+pub fn parse_cli<'a>(
+    args: impl IntoIterator<Item = &'a str>,
+) -> Result<gpugate::cli::Cli, clap::Error> {
+    use clap::{CommandFactory, FromArgMatches};
+    let command = gpugate::cli::Cli::command()
+        .mut_args(|a| a.env(None))
+        .mut_subcommands(|s| s.mut_args(|a| a.env(None)));
+    gpugate::cli::Cli::from_arg_matches(&command.try_get_matches_from(args)?)
+}
 
 /// `std::process::Command` for the gpugate binary, as every test starts it.
 pub fn gpugate_command() -> std::process::Command {
     let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("gpugate"));
-    for name in gpugate::cli::CI_VARIABLES.iter().chain(&STEERING_ENV) {
-        cmd.env_remove(name);
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(steers) {
+            cmd.env_remove(name);
+        }
     }
     cmd.env(gpugate::device::TEST_CPU_MODEL_ENV, TEST_CPU_MODEL)
         .current_dir(empty_cwd());

@@ -11,7 +11,6 @@ use std::sync::{mpsc, Arc};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use clap::Parser;
 use gpugate::device::Fingerprint;
 use gpugate::serve::api::app;
 use gpugate::serve::history::{History, RunResult};
@@ -258,7 +257,7 @@ fn daemonset_has_the_gpu_node_shape() {
 /// A container's `args`, parsed by gpugate's own command line.
 fn parse_args(container: &Yaml) -> gpugate::cli::Cli {
     let args: Vec<&str> = container["args"].as_vec().unwrap().iter().map(s).collect();
-    gpugate::cli::Cli::try_parse_from(std::iter::once("gpugate").chain(args.iter().copied()))
+    crate::parse_cli(std::iter::once("gpugate").chain(args.iter().copied()))
         .unwrap_or_else(|e| panic!("{} args {args:?}: {e}", s(&container["name"])))
 }
 
