@@ -294,7 +294,8 @@ impl History {
         Ok(history)
     }
 
-    /// The id the next run gets: one past the newest any file names.
+    /// The id the next run gets: one past the newest any file names or [`History::accept`]
+    /// was given. The one id counter: serve takes its run ids from here.
     pub fn next_id(&self) -> u64 {
         self.next_id
     }
@@ -310,7 +311,8 @@ impl History {
     }
 
     /// Before run `id` starts: make it durable that it was accepted (the id high-water mark
-    /// and the in-flight marker). In memory only without a directory.
+    /// and the in-flight marker). In memory only without a directory. The id is consumed
+    /// ([`History::next_id`] moves past it) even when the save fails.
     pub fn accept(&mut self, id: u64, trigger: Trigger) -> Result<()> {
         self.next_id = self.next_id.max(id.saturating_add(1));
         let Some(dir) = &self.dir else {

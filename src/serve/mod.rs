@@ -152,7 +152,6 @@ pub struct VerdictDoc {
 
 struct Running {
     current: Option<u64>,
-    next_id: u64,
 }
 
 /// Why a run was not started.
@@ -235,18 +234,15 @@ impl State {
         for _ in 0..history.failed_saves_at_open() {
             metrics.history_save_failed();
         }
-        let next_id = history.next_id();
+        let first_id = history.next_id();
         State {
             history: Mutex::new(history),
-            running: Mutex::new(Running {
-                current: None,
-                next_id,
-            }),
+            running: Mutex::new(Running { current: None }),
             readiness: Mutex::new(Readiness::Starting),
             metrics,
             token: token.as_deref().map(Token::new),
             queue: Mutex::new(queue),
-            first_id: next_id,
+            first_id,
             scheduler_alive: Arc::new(AtomicBool::new(true)),
             worker_alive: Arc::new(AtomicBool::new(true)),
         }
@@ -318,13 +314,16 @@ impl State {
         if !self.worker_alive.load(Ordering::SeqCst) {
             return Err(Refused::Stopped);
         }
-        // Never handed out twice, even when the acceptance cannot be saved.
-        let id = running.next_id;
-        let Some(after) = id.checked_add(1) else {
+        // The history keeps the id counter: `accept` consumes the id even when it cannot save
+        // the acceptance, so an id is never handed out twice.
+        let mut history = self.history();
+        let id = history.next_id();
+        if id == u64::MAX {
             return Err(Refused::IdsExhausted);
-        };
-        running.next_id = after;
-        if let Err(e) = self.history().accept(id, trigger) {
+        }
+        let accepted = history.accept(id, trigger);
+        drop(history);
+        if let Err(e) = accepted {
             self.metrics.history_save_failed();
             tracing::error!(id, "cannot record that run {id} was accepted: {e}");
             if trigger == Trigger::Api {
