@@ -12,7 +12,7 @@ use crate::compare::{self, DriverPolicy, Require};
 use crate::device::{self, AdapterChoice, Gpu};
 use crate::error::{exit, Error, Result};
 use crate::gate::{self, CheckOptions, MeasureOptions};
-use crate::report::{self, Reporter};
+use crate::report::{self, Report, Reporter};
 use crate::runner;
 use crate::sampler::TimingMethod;
 use crate::workload::{self, suite, suite::Suite};
@@ -43,6 +43,9 @@ pub struct Cli {
     /// What to print on stdout.
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// No progress bars on stderr (they are drawn only when stderr is a terminal).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
     /// Log lines on stderr: for people, or one JSON object per line for log collectors
     /// (filter with RUST_LOG).
     #[arg(long, global = true, value_enum, env = "GPUGATE_LOG_FORMAT", default_value_t = LogFormat::Human)]
@@ -79,6 +82,17 @@ pub enum Command {
     /// The sidecar / DaemonSet: validate on start, on an interval and on request; serve the
     /// results, a verdict and Prometheus metrics over HTTP.
     Serve(ServeArgs),
+    /// Compare two saved reports (`run --runs 3 --json A.json`, then B.json): per kernel Δ %,
+    /// interval and verdict, the first judged as the baseline; exit codes as `check`.
+    Compare(CompareArgs),
+    /// Local profiling: one kernel over a sweep of its parameters, throughput and % of peak per
+    /// point.
+    Profile(ProfileArgs),
+    /// Render saved reports (oldest first) as one self-contained HTML page with SVG plots.
+    Report(ReportArgs),
+    /// Inspect and edit baseline files: show, diff, prune.
+    #[command(subcommand)]
+    Baseline(BaselineCommand),
     /// Internal: one independent run, plan on stdin, result JSON on stdout.
     #[command(hide = true)]
     MeasureChild,
@@ -102,9 +116,6 @@ pub struct MeasureArgs {
     /// warm-up + --max-time) + 10 s; at most 86400].
     #[arg(long, value_name = "SECONDS", value_parser = bounded::<f64>(|s| s > 0.0 && s <= crate::sampler::MAX_DEADLINE_S, "seconds in (0, 86400]"))]
     pub deadline: Option<f64>,
-    /// Also write the full report (raw samples included) as JSON to FILE.
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
     /// How to time samples: GPU timestamps around each pass, or the host clock around submit + wait
     /// [default: gpu-timestamp where the adapter has it; a check uses its baseline's].
     #[arg(long, value_enum)]
@@ -112,6 +123,60 @@ pub struct MeasureArgs {
     /// Test only: encode KERNEL FACTOR times per iteration — real extra work, counted once.
     #[arg(long, value_name = "KERNEL=FACTOR", hide = true)]
     pub test_slowdown: Vec<String>,
+}
+
+/// Where a report goes besides stdout. Every file is written on every exit once the command
+/// line parsed: an error leaves a report that says so.
+#[derive(Args, Debug, Clone, Default)]
+pub struct OutputArgs {
+    /// Also write the full report (raw samples included) as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Also write a JUnit XML report to FILE: one testcase per kernel and a `gate-policy`
+    /// testcase (GitLab's `artifacts:reports:junit`, Jenkins' junit step).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Also export as `bmf=FILE` (Bencher Metric Format), `csv=FILE` or `md=FILE` (Markdown);
+    /// repeatable.
+    #[arg(long, value_name = "KIND=FILE", value_parser = parse_value::<Export>)]
+    pub export: Vec<Export>,
+    /// Also write a self-contained HTML page with SVG plots to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+}
+
+/// One `--export KIND=FILE`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Export {
+    pub kind: ExportKind,
+    pub path: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportKind {
+    Bmf,
+    Csv,
+    Md,
+}
+
+impl std::str::FromStr for Export {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let (kind, path) = s
+            .split_once('=')
+            .filter(|(_, path)| !path.is_empty())
+            .ok_or_else(|| format!("{s:?}: expected KIND=FILE, KIND one of bmf, csv, md"))?;
+        let kind = match kind {
+            "bmf" => ExportKind::Bmf,
+            "csv" => ExportKind::Csv,
+            "md" => ExportKind::Md,
+            other => return Err(format!("{other:?}: expected bmf, csv or md")),
+        };
+        Ok(Export {
+            kind,
+            path: PathBuf::from(path),
+        })
+    }
 }
 
 #[derive(Args, Debug)]
@@ -123,6 +188,56 @@ pub struct RunArgs {
     pub runs: usize,
     #[command(flatten)]
     pub measure: MeasureArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// The earlier report (judged as the baseline), e.g. from `run --runs 3 --json A.json`.
+    pub before: PathBuf,
+    /// The later report, judged against it.
+    pub after: PathBuf,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ProfileArgs {
+    /// The kernel to profile (`gpugate list` names them).
+    pub kernel: String,
+    /// A parameter axis, NAME=V1,V2,… (repeatable: every combination is one point).
+    #[arg(long, value_name = "NAME=V1,V2,…")]
+    pub sweep: Vec<String>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Saved reports (`--json FILE` of run, check, record, compare or profile), oldest first.
+    #[arg(required = true, value_name = "REPORT.json")]
+    pub files: Vec<PathBuf>,
+    /// The page to write.
+    #[arg(long, value_name = "OUT.html", required = true)]
+    pub html: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BaselineCommand {
+    /// Per kernel: runs, sessions, spread, modes and the smallest slowdown a check detects.
+    Show {
+        file: PathBuf,
+    },
+    /// What changed between two baseline files, kernel by kernel.
+    Diff {
+        a: PathBuf,
+        b: PathBuf,
+    },
+    /// Drop kernels or recording sessions from a baseline file.
+    Prune {
+        file: PathBuf,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -133,6 +248,8 @@ pub struct RecordArgs {
     /// least 2).
     #[arg(long, default_value_t = baseline::DEFAULT_RUNS, value_parser = runs)]
     pub runs: usize,
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// Baseline file to write or update [default: BASELINES/<device-key>.json].
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -246,6 +363,8 @@ pub struct CalibrateArgs {
     pub checks: usize,
     #[command(flatten)]
     pub check: CheckArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 impl MeasureArgs {
@@ -299,6 +418,8 @@ pub struct CheckCmdArgs {
     pub check: CheckArgs,
     #[command(flatten)]
     pub bootstrap: BootstrapArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -352,8 +473,59 @@ pub struct ServeArgs {
     pub check: CheckArgs,
 }
 
-/// Run the parsed command; the exit code it earned, or an error carrying its own.
+/// Run the parsed command; the exit code it earned, or an error carrying its own. A command that
+/// writes reports writes one on every exit: an error (or a panic) becomes an error report in
+/// every requested sink before it is returned (or resumed).
 pub fn run(cli: Cli) -> Result<u8> {
+    let sinks = cli.command.output().map(|(name, output)| (name, output.clone()));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(&cli)));
+    let failed = match &outcome {
+        Ok(Err(e)) => Some(Report::from_error("?", e)),
+        Err(_) => Some(Report::from_error(
+            "?",
+            &Error::Fault {
+                what: "gpugate".into(),
+                reason: "panicked (message on stderr)".into(),
+            },
+        )),
+        Ok(Ok(_)) => None,
+    };
+    let emitted = EMITTED.load(std::sync::atomic::Ordering::SeqCst);
+    if let (Some(mut report), Some((command, output)), false) = (failed, sinks, emitted) {
+        report.command = command.into();
+        // The error's exit code stands whatever happens to its report.
+        let _ = emit(cli.format, &report, &output);
+    }
+    match outcome {
+        Ok(result) => result,
+        Err(payload) => std::panic::resume_unwind(payload),
+    }
+}
+
+/// Set once a report went to its sinks: an error after that (a failed write) must not write a
+/// second report over the first.
+static EMITTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+impl Command {
+    /// The command's name in reports and its report sinks, for commands that write reports.
+    fn output(&self) -> Option<(&'static str, &OutputArgs)> {
+        match self {
+            Command::Run(a) => Some(("run", &a.output)),
+            Command::Record(a) => Some(("record", &a.output)),
+            Command::Check(a) => Some(("check", &a.output)),
+            Command::Calibrate(a) => Some(("calibrate", &a.output)),
+            Command::Compare(a) => Some(("compare", &a.output)),
+            Command::Profile(a) => Some(("profile", &a.output)),
+            Command::List
+            | Command::Serve(_)
+            | Command::Report(_)
+            | Command::Baseline(_)
+            | Command::MeasureChild => None,
+        }
+    }
+}
+
+fn dispatch(cli: &Cli) -> Result<u8> {
     let choice = AdapterChoice {
         name_contains: cli.adapter.clone(),
         backend: cli.backend.clone(),
@@ -368,15 +540,31 @@ pub fn run(cli: Cli) -> Result<u8> {
                 check: args.check.options()?,
                 checks: args.checks,
             };
-            emit(
-                cli.format,
-                &gate::calibrate(&choice, &opts)?,
-                args.check.measure.json.as_ref(),
-            )
+            emit(cli.format, &gate::calibrate(&choice, &opts)?, &args.output)
         }
         Command::Serve(args) => serve(choice, args),
+        Command::Compare(args) => compare_reports(cli.format, args),
+        Command::Profile(args) => profile(&choice, cli.format, args),
+        Command::Report(args) => html_report(args),
+        Command::Baseline(cmd) => baseline_cmd(cli.format, cmd),
         Command::MeasureChild => measure_child(&choice),
     }
+}
+
+fn compare_reports(_format: Format, _args: &CompareArgs) -> Result<u8> {
+    todo!("issue 12: compare")
+}
+
+fn profile(_choice: &AdapterChoice, _format: Format, _args: &ProfileArgs) -> Result<u8> {
+    todo!("issue 12: profile")
+}
+
+fn html_report(_args: &ReportArgs) -> Result<u8> {
+    todo!("issue 12: report --html")
+}
+
+fn baseline_cmd(_format: Format, _cmd: &BaselineCommand) -> Result<u8> {
+    todo!("issue 12: baseline show/diff/prune")
 }
 
 fn serve(choice: AdapterChoice, args: &ServeArgs) -> Result<u8> {
@@ -431,11 +619,7 @@ fn run_cmd(choice: &AdapterChoice, format: Format, args: &RunArgs) -> Result<u8>
         runs: args.runs,
         measure: args.measure.options()?,
     };
-    emit(
-        format,
-        &gate::run(choice, &opts)?,
-        args.measure.json.as_ref(),
-    )
+    emit(format, &gate::run(choice, &opts)?, &args.output)
 }
 
 fn record(choice: &AdapterChoice, format: Format, args: &RecordArgs) -> Result<u8> {
@@ -447,15 +631,11 @@ fn record(choice: &AdapterChoice, format: Format, args: &RecordArgs) -> Result<u
         append: args.append,
         measure: args.measure.options()?,
     };
-    emit(
-        format,
-        &gate::record(choice, &opts)?,
-        args.measure.json.as_ref(),
-    )
+    emit(format, &gate::record(choice, &opts)?, &args.output)
 }
 
 fn check(choice: &AdapterChoice, format: Format, args: &CheckCmdArgs) -> Result<u8> {
-    let json = args.check.measure.json.as_ref();
+    let json = &args.output;
     let opts = args.check.options()?;
     let bootstrap = gate::BootstrapOptions {
         suite: args.bootstrap.suite,
@@ -616,34 +796,99 @@ fn parse_pairs(flag: &str, pairs: &[String]) -> Result<BTreeMap<String, f64>> {
         .collect()
 }
 
-/// Print the report and write `--json`; the report's exit code. A failed write is reported on
-/// stderr and costs a pass (exit 2), but never hides a regression (1) or a fault (4): a masked
-/// regression would be retried instead of failing the pipeline.
-fn emit(format: Format, report: &report::Report, json: Option<&PathBuf>) -> Result<u8> {
+/// Print the report, annotate and summarise it for GitHub Actions where that runs us, and write
+/// every file asked for; the report's exit code. A failed write is reported on stderr and costs
+/// a pass (exit 2), but never hides a regression (1) or a fault (4): a masked regression would
+/// be retried instead of failing the pipeline.
+fn emit(format: Format, report: &Report, output: &OutputArgs) -> Result<u8> {
+    EMITTED.store(true, std::sync::atomic::Ordering::SeqCst);
     let code = report.outcome.exit_code;
-    let mut stdout = std::io::stdout().lock();
-    let written = match format {
-        Format::Table => report::Table.write(report, &mut stdout),
-        Format::Json => report::Json.write(report, &mut stdout),
+    let mut failures: Vec<Error> = vec![];
+    let stdout_error = |e: std::io::Error| Error::Usage(format!("writing to stdout: {e}"));
+    {
+        let mut stdout = std::io::stdout().lock();
+        let written = match format {
+            Format::Table => report::Table.write(report, &mut stdout),
+            Format::Json => report::Json.write(report, &mut stdout),
+        };
+        failures.extend(written.err().map(stdout_error));
     }
-    .map_err(|e| Error::Usage(format!("writing to stdout: {e}")));
-    let saved = json.map_or(Ok(()), |path| {
-        std::fs::File::create(path)
-            .and_then(|mut file| report::Json.write(report, &mut file))
-            .map_err(|source| Error::Io {
-                path: path.clone(),
-                source,
-            })
-    });
-    match written.and(saved) {
-        Ok(()) => Ok(code),
-        Err(e) if code == exit::PASS => Err(e),
-        Err(e) => {
+    // GitHub reads workflow commands from both streams: under --format json they go to
+    // stderr, so stdout stays one JSON document.
+    if env_is("GITHUB_ACTIONS", "true") {
+        let lines = report::github::annotations(report);
+        let written = match format {
+            Format::Table => write_lines(&mut std::io::stdout().lock(), &lines),
+            Format::Json => write_lines(&mut std::io::stderr().lock(), &lines),
+        };
+        failures.extend(written.err().map(stdout_error));
+    }
+    if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        let appended = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&path)
+            .and_then(|mut file| report::Markdown.write(report, &mut file));
+        failures.extend(appended.err().map(|source| Error::Io { path, source }));
+    }
+    let mut files: Vec<(&PathBuf, &dyn Reporter)> = vec![];
+    if let Some(path) = &output.json {
+        files.push((path, &report::Json));
+    }
+    if let Some(path) = &output.junit {
+        files.push((path, &report::Junit));
+    }
+    for export in &output.export {
+        let reporter: &dyn Reporter = match export.kind {
+            ExportKind::Bmf => &report::Bmf,
+            ExportKind::Csv => &report::Csv,
+            ExportKind::Md => &report::Markdown,
+        };
+        files.push((&export.path, reporter));
+    }
+    for (path, reporter) in files {
+        failures.extend(write_file(path, |out| reporter.write(report, out)).err());
+    }
+    if let Some(path) = &output.html {
+        let page = report::html::page(std::slice::from_ref(report));
+        failures.extend(write_file(path, |out| out.write_all(page.as_bytes())).err());
+    }
+    match failures.into_iter().next() {
+        None => Ok(code),
+        Some(e) if code == exit::PASS => Err(e),
+        Some(e) => {
             tracing::error!("{e}");
             eprintln!("gpugate: error: {e} (exit {code} stands: the report's outcome)");
             Ok(code)
         }
     }
+}
+
+/// Write a whole file through `write`, naming the file on failure.
+fn write_file(
+    path: &PathBuf,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<()> {
+    std::fs::File::create(path)
+        .and_then(|file| {
+            let mut out = std::io::BufWriter::new(file);
+            write(&mut out)?;
+            out.flush()
+        })
+        .map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })
+}
+
+fn write_lines(out: &mut dyn Write, lines: &[String]) -> std::io::Result<()> {
+    lines.iter().try_for_each(|l| writeln!(out, "{l}"))
+}
+
+/// True when environment variable `name` is exactly `value`.
+fn env_is(name: &str, value: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| v == value)
 }
 
 /// Variables CI systems set: `CI` (GitHub Actions, GitLab, CircleCI, Travis, Buildkite and

@@ -57,6 +57,14 @@ pub enum Error {
         have: String,
     },
 
+    /// A saved report (`compare`, `report`) that cannot be read.
+    #[error("report file {}: {field}: {reason}", path.display())]
+    ReportFile {
+        path: PathBuf,
+        field: String,
+        reason: String,
+    },
+
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -96,9 +104,30 @@ impl Error {
             | Error::DeviceRequest { .. }
             | Error::NoBaseline { .. }
             | Error::CannotValidate(_) => exit::CANNOT_VALIDATE,
-            Error::Usage(_) | Error::BaselineFile { .. } | Error::Io { .. } => exit::USAGE,
+            Error::Usage(_)
+            | Error::BaselineFile { .. }
+            | Error::ReportFile { .. }
+            | Error::Io { .. } => exit::USAGE,
             Error::Gpu { .. } | Error::Fault { .. } => exit::FAULT,
             Error::ChildRun { code, .. } => *code,
+        }
+    }
+
+    /// The error's class, as error reports name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::NoAdapter(_) => "no_adapter",
+            Error::AdapterNotFound { .. } => "adapter_not_found",
+            Error::DeviceRequest { .. } => "device_request",
+            Error::Gpu { .. } => "gpu",
+            Error::Usage(_) => "usage",
+            Error::CannotValidate(_) => "cannot_validate",
+            Error::BaselineFile { .. } => "baseline_file",
+            Error::NoBaseline { .. } => "no_baseline",
+            Error::ReportFile { .. } => "report_file",
+            Error::Io { .. } => "io",
+            Error::Fault { .. } => "fault",
+            Error::ChildRun { .. } => "child_run",
         }
     }
 

@@ -417,7 +417,6 @@ pub fn check(choice: &AdapterChoice, opts: &CheckOptions) -> Result<Report> {
                 .collect(),
         )
     })?;
-    report::apply_peaks(&mut rows);
     let family = judged.len();
     for (j, (row, judgement)) in rows.iter_mut().zip(judged).enumerate() {
         row.screening = judgement.screening;
@@ -438,7 +437,10 @@ pub fn check(choice: &AdapterChoice, opts: &CheckOptions) -> Result<Report> {
             row.comparison.as_ref().map_or(Verdict::Pass, |c| c.verdict)
         };
         row.detectable_ratio = opts.detectable(&base, chosen[j].1, &models[j], family);
+        row.baseline_run_medians_s = chosen[j].1.summaries().map(|s| s.median_s).collect();
     }
+    let ceilings = check_ceilings(&rows, &base);
+    report::apply_peaks(&mut rows, &ceilings);
     let judged: Vec<Judged> = rows
         .iter()
         .map(|r| Judged {
@@ -464,16 +466,21 @@ pub fn check(choice: &AdapterChoice, opts: &CheckOptions) -> Result<Report> {
     }
     note_unsupported(&mut outcome, &unsupported);
     Ok(Report {
+        schema_version: report::REPORT_SCHEMA_VERSION,
         command: "check".into(),
-        device_key: key,
-        fingerprint,
+        device_key: Some(key),
+        fingerprint: Some(fingerprint),
+        error: None,
         baseline_file: Some(path.display().to_string()),
         notes,
         outcome,
         rows,
         unsupported,
+        ceilings,
         bootstrap: None,
         calibration: None,
+        compared: None,
+        sweep: None,
         driver_change,
         policy: Some(CheckPolicy {
             runs: opts.runs,
@@ -486,6 +493,33 @@ pub fn check(choice: &AdapterChoice, opts: &CheckOptions) -> Result<Report> {
         runs: results,
         confirmation_runs,
     })
+}
+
+/// A check's ceilings: measured where the peak kernels were checked, else the baseline's (a
+/// check filtered with --kernel still shows % of peak).
+fn check_ceilings(rows: &[Row], base: &Baseline) -> Vec<report::Ceiling> {
+    let mut ceilings = report::measured_ceilings(rows);
+    for unit in [workload::Unit::Bandwidth, workload::Unit::Flops] {
+        if ceilings.iter().any(|c| c.unit == unit) {
+            continue;
+        }
+        let best = base
+            .kernels
+            .iter()
+            .filter(|k| Some(k.kernel.as_str()) == report::peak_kernel(unit))
+            .map(|k| (k, k.unit.rate(k.work, k.median_s)))
+            .filter(|(_, rate)| rate.is_finite() && *rate > 0.0)
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        if let Some((k, rate)) = best {
+            ceilings.push(report::Ceiling {
+                unit,
+                key: k.key.clone(),
+                rate,
+                source: report::CeilingSource::Baseline,
+            });
+        }
+    }
+    ceilings
 }
 
 /// Every run measured each kernel as its baseline did (batch, slots, timing); else exit 2
@@ -525,7 +559,9 @@ pub fn run(choice: &AdapterChoice, opts: &RunOptions) -> Result<Report> {
     at_least("--runs", opts.runs, 1)?;
     opts.measure.validate()?;
     let gpu = Gpu::open(choice)?;
-    let (plan, unsupported) = suite_plan(&gpu, opts.suite, &opts.measure)?;
+    let (mut plan, unsupported) = suite_plan(&gpu, opts.suite, &opts.measure)?;
+    let chosen = plan.items.len();
+    plan.items.extend(ceiling_items(&gpu, opts.suite, &opts.measure, &plan)?);
     let fingerprint = gpu.fingerprint.clone();
     let results = if opts.runs == 1 || plan.items.is_empty() {
         vec![runner::run_in_process(&gpu, &plan)?]
@@ -534,17 +570,57 @@ pub fn run(choice: &AdapterChoice, opts: &RunOptions) -> Result<Report> {
         drop(gpu);
         measure_fresh(choice, &key, &plan, opts.runs)?
     };
-    let rows = rows(&results, |_| None);
+    let mut rows = rows(&results, |_| None);
+    let ceilings = report::measured_ceilings(&rows);
+    let extra = rows.split_off(chosen);
+    report::apply_peaks(&mut rows, &ceilings);
     let mut outcome = correctness_outcome(&rows);
     note_unsupported(&mut outcome, &unsupported);
-    Ok(Report::new(
-        "run",
-        fingerprint,
-        outcome,
-        rows,
-        unsupported,
-        results,
-    ))
+    let mut report = Report::new("run", fingerprint, outcome, rows, unsupported, results);
+    report.ceilings = ceilings;
+    for row in extra.iter().filter(|r| !r.verification.ok) {
+        report.notes.push(format!(
+            "ceiling kernel {} computed a wrong result ({}), so no % of peak is shown for its unit",
+            row.key, row.verification.detail
+        ));
+    }
+    Ok(report)
+}
+
+/// The peak kernels that `--kernel` left out of a plan but its kernels' units need for % of
+/// peak: measured after the chosen kernels, reported as ceilings rather than rows.
+pub(crate) fn ceiling_items(
+    gpu: &Gpu,
+    suite: Suite,
+    opts: &MeasureOptions,
+    plan: &Plan,
+) -> Result<Vec<PlanItem>> {
+    if opts.kernels.is_empty() {
+        return Ok(vec![]);
+    }
+    let mut wanted = vec![];
+    for item in &plan.items {
+        let unit = workload::find(&item.kernel)?.unit();
+        if let Some(peak) = report::peak_kernel(unit) {
+            if !opts.kernels.iter().any(|k| k == peak) && !wanted.contains(&peak) {
+                wanted.push(peak);
+            }
+        }
+    }
+    let mut items = vec![];
+    for (k, params) in suite::instances(suite, suite::Scale::of(gpu)) {
+        if wanted.contains(&k.name()) && supported(gpu, k, &params).is_ok() {
+            items.push(PlanItem {
+                kernel: k.name().to_string(),
+                repeat: 1,
+                params,
+                batch: None,
+                slots: None,
+                timing: opts.timing,
+            });
+        }
+    }
+    Ok(items)
 }
 
 /// Measure `plan` `runs` times in fresh child processes, which must all pick device `key`.
@@ -622,7 +698,7 @@ fn rows(results: &[RunResult], mut judge: impl FnMut(usize) -> Option<Comparison
     let Some(first) = results.first() else {
         return vec![];
     };
-    let mut rows: Vec<Row> = first
+    first
         .kernels
         .iter()
         .enumerate()
@@ -645,8 +721,10 @@ fn rows(results: &[RunResult], mut judge: impl FnMut(usize) -> Option<Comparison
             Row {
                 key: k.key.clone(),
                 kernel: k.kernel.clone(),
+                params: k.params.clone(),
                 unit: k.unit,
                 median_s,
+                p95_s: per_run.iter().map(|r| r.summary.p95_s).fold(0.0, f64::max),
                 rate: k.unit.rate(k.work, median_s),
                 pct_of_peak: None,
                 intensity: k.work.intensity(),
@@ -660,14 +738,13 @@ fn rows(results: &[RunResult], mut judge: impl FnMut(usize) -> Option<Comparison
                 verification,
                 screening: None,
                 comparison,
+                baseline_run_medians_s: vec![],
                 detectable_ratio: None,
                 throttled: None,
                 verdict,
             }
         })
-        .collect();
-    report::apply_peaks(&mut rows);
-    rows
+        .collect()
 }
 
 /// Outcome of a run or record: only correctness is judged.

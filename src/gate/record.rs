@@ -69,7 +69,9 @@ pub fn record(choice: &AdapterChoice, opts: &RecordOptions) -> Result<Report> {
     };
     drop(gpu); // children open their own device
     let results = measure_fresh(choice, &key, &plan, opts.runs)?;
-    let rows = rows(&results, |_| None);
+    let mut rows = rows(&results, |_| None);
+    let ceilings = report::measured_ceilings(&rows);
+    report::apply_peaks(&mut rows, &ceilings);
     let mut outcome = correctness_outcome(&rows);
     let mut notes: Vec<String> = rows
         .iter()
@@ -129,6 +131,7 @@ pub fn record(choice: &AdapterChoice, opts: &RecordOptions) -> Result<Report> {
     }
     note_unsupported(&mut outcome, &unsupported);
     let mut report = Report::new("record", fingerprint, outcome, rows, unsupported, results);
+    report.ceilings = ceilings;
     report.baseline_file = Some(path.display().to_string());
     report.notes = notes;
     Ok(report)

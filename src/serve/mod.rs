@@ -573,13 +573,18 @@ fn measure(
 ) -> (Readiness, Result<crate::report::Report>) {
     let outcome = crate::gate::check(choice, check);
     let seen = match &outcome {
-        Ok(report) => Readiness::Ready(Node {
-            device_key: report.device_key.clone(),
-            fingerprint: report.fingerprint.clone(),
-            baseline: BaselineState::Loaded(report.baseline_file.clone().unwrap_or_default()),
+        Ok(crate::report::Report {
+            device_key: Some(device_key),
+            fingerprint: Some(fingerprint),
+            baseline_file,
+            ..
+        }) => Readiness::Ready(Node {
+            device_key: device_key.clone(),
+            fingerprint: fingerprint.clone(),
+            baseline: BaselineState::Loaded(baseline_file.clone().unwrap_or_default()),
         }),
         // The adapter may have come (or gone) since the probe: look again.
-        Err(_) => probe(choice, check),
+        _ => probe(choice, check),
     };
     (seen, outcome)
 }

@@ -616,7 +616,7 @@ mod properties {
                 Command::Run(a) => (a.measure.options(), None),
                 Command::Record(a) => (a.measure.options(), None),
                 Command::Serve(a) => (a.check.options().map(|o| o.measure), Some((a.interval, a.jitter))),
-                Command::List | Command::MeasureChild => unreachable!(),
+                _ => unreachable!("only measuring commands are generated"),
             };
             match measure {
                 Err(e) => {

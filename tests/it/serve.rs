@@ -591,8 +591,8 @@ async fn metrics_use_the_text_format_and_bounded_labels() {
     let id = state.start_run(Trigger::Api).unwrap();
     // As the worker does with a report.
     state.set_readiness(Readiness::Ready(Node {
-        device_key: report.device_key.clone(),
-        fingerprint: report.fingerprint.clone(),
+        device_key: report.device_key.clone().unwrap(),
+        fingerprint: report.fingerprint.clone().unwrap(),
         baseline: BaselineState::Loaded(report.baseline_file.clone().unwrap()),
     }));
     let result = RunResult::of(&report);
@@ -627,7 +627,7 @@ async fn metrics_use_the_text_format_and_bounded_labels() {
         value(
             &m,
             "gpugate_device_info",
-            &[("device_key", &report.device_key)]
+            &[("device_key", report.device_key.as_deref().unwrap())]
         ),
         Some(1.0)
     );

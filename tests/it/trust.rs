@@ -191,7 +191,10 @@ fn a_rewritten_kernel_is_exit_3_re_record_never_a_verdict() {
     let (code, report, err) = check(&["check"], &file);
     assert_eq!(code, Some(3), "{err}");
     assert!(err.contains("kernel changed: re-record"), "{err}");
-    assert!(report.is_null(), "nothing was judged: {report}");
+    // Nothing was judged, and the report says why: an error report, written all the same.
+    assert_eq!(report["error"]["kind"], "cannot_validate", "{report}");
+    assert_eq!(report["outcome"]["exit_code"], 3, "{report}");
+    assert_eq!(report["rows"].as_array().map(Vec::len), Some(0), "{report}");
 }
 
 #[test]

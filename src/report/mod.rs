@@ -1,0 +1,426 @@
+//! Reports: one [`Report`] value, written by any [`Reporter`]: the table for people, JSON for
+//! machines, JUnit for CI test tabs, Markdown for job summaries, BMF and CSV for trackers and
+//! spreadsheets; the HTML page renders one or more reports with SVG plots.
+
+pub mod export;
+pub mod github;
+pub mod html;
+pub mod junit;
+pub mod markdown;
+mod table;
+
+use std::io::{self, Write};
+use std::path::Path;
+
+pub use export::{Bmf, Csv};
+pub use junit::Junit;
+pub use markdown::Markdown;
+pub use table::Table;
+
+use serde::{Deserialize, Serialize};
+
+use crate::compare::{Comparison, DriverPolicy, GateOutcome, Verdict};
+use crate::device::Fingerprint;
+use crate::error::{Error, Result};
+use crate::runner::RunResult;
+use crate::sampler::{StopReason, TimingMethod};
+use crate::workload::{Params, Unit, Verification};
+
+/// Version of the report's JSON shape (`schema/report.schema.json`); bumped on any change a
+/// consumer could trip on. Reports written before it existed read as 0.
+pub const REPORT_SCHEMA_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    #[serde(default)]
+    pub schema_version: u32,
+    /// `run`, `record`, `check`, `calibrate`, `compare` or `profile`.
+    pub command: String,
+    /// None only in an error report written before an adapter was chosen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<Fingerprint>,
+    /// Set when the command failed before it had an outcome to report (exit 2, 3 or 4): the
+    /// report is still written, so a pipeline always has something to archive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ReportError>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_file: Option<String>,
+    /// Things a reader must not miss, e.g. a driver that differs from the baseline's.
+    pub notes: Vec<String>,
+    pub rows: Vec<Row>,
+    /// Kernels this adapter lacks a feature for: neither pass nor fail, left out of the verdict.
+    #[serde(default)]
+    pub unsupported: Vec<Unsupported>,
+    /// The device's measured ceilings that `pct_of_peak` refers to, one per unit at most.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ceilings: Vec<Ceiling>,
+    pub outcome: GateOutcome,
+    /// Set when this run bootstrapped the device's first baseline (`check --record-missing`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<Bootstrap>,
+    /// Set by `calibrate`: the gate's measured false-alarm rate and detectable regressions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<Calibration>,
+    /// Set when the driver differs from the baseline's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver_change: Option<DriverChange>,
+    /// How a check was judged (set by `check`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<CheckPolicy>,
+    /// Set by `compare`: the two saved reports compared (the first plays the baseline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compared: Option<Compared>,
+    /// Set by `profile`: the parameter axes swept; each row is one point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<Sweep>,
+    /// Everything measured in round 1 (or the only round), raw samples included.
+    pub runs: Vec<RunResult>,
+    /// The confirmation round's runs: suspects only, fresh processes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub confirmation_runs: Vec<RunResult>,
+}
+
+impl Report {
+    /// A report with nothing but its command, device, outcome, rows and runs.
+    pub fn new(
+        command: &str,
+        fingerprint: Fingerprint,
+        outcome: GateOutcome,
+        rows: Vec<Row>,
+        unsupported: Vec<Unsupported>,
+        runs: Vec<RunResult>,
+    ) -> Report {
+        Report {
+            schema_version: REPORT_SCHEMA_VERSION,
+            command: command.into(),
+            device_key: Some(fingerprint.device_key()),
+            fingerprint: Some(fingerprint),
+            error: None,
+            baseline_file: None,
+            notes: vec![],
+            rows,
+            unsupported,
+            ceilings: vec![],
+            outcome,
+            bootstrap: None,
+            calibration: None,
+            driver_change: None,
+            policy: None,
+            compared: None,
+            sweep: None,
+            runs,
+            confirmation_runs: vec![],
+        }
+    }
+
+    /// The report of a command that failed before it had an outcome: the error, its exit code,
+    /// nothing measured. Written wherever a report would have been.
+    pub fn from_error(command: &str, err: &Error) -> Report {
+        let code = err.exit_code();
+        let outcome = GateOutcome {
+            verdict: Verdict::Inconclusive,
+            exit_code: code,
+            message: format!("error: {err}"),
+            inconclusive: vec![],
+        };
+        Report {
+            schema_version: REPORT_SCHEMA_VERSION,
+            command: command.into(),
+            device_key: None,
+            fingerprint: None,
+            error: Some(ReportError::of(err)),
+            baseline_file: None,
+            notes: vec![],
+            rows: vec![],
+            unsupported: vec![],
+            ceilings: vec![],
+            outcome,
+            bootstrap: None,
+            calibration: None,
+            driver_change: None,
+            policy: None,
+            compared: None,
+            sweep: None,
+            runs: vec![],
+            confirmation_runs: vec![],
+        }
+    }
+}
+
+/// Why a command ended without an outcome.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReportError {
+    /// Machine-readable class: `usage`, `baseline_file`, `no_baseline`, `no_adapter`, `fault`, …
+    /// (see [`Error::kind`]).
+    pub kind: String,
+    pub message: String,
+    /// The file at fault, for file errors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// The field at fault in that file, e.g. `kernels[0].params.n`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl ReportError {
+    pub fn of(err: &Error) -> ReportError {
+        let (file, field) = match err {
+            Error::BaselineFile { path, field, .. } => {
+                (Some(path.display().to_string()), Some(field.clone()))
+            }
+            Error::Io { path, .. } => (Some(path.display().to_string()), None),
+            _ => (None, None),
+        };
+        ReportError {
+            kind: err.kind().into(),
+            message: err.to_string(),
+            file,
+            field,
+        }
+    }
+}
+
+/// A saved report, read back with errors that name the file and the field at fault.
+pub fn load(path: &Path) -> Result<Report> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let de = &mut serde_json::Deserializer::from_str(&text);
+    serde_path_to_error::deserialize(de).map_err(|e| Error::ReportFile {
+        path: path.to_path_buf(),
+        field: e.path().to_string(),
+        reason: e.into_inner().to_string(),
+    })
+}
+
+/// A device ceiling: the best rate of its unit's peak kernel (peak_bandwidth for GB/s, peak_fma
+/// for GFLOP/s), measured with the report or taken from the baseline.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Ceiling {
+    pub unit: Unit,
+    /// The peak kernel's instance key.
+    pub key: String,
+    /// In the unit's table unit (GB/s, GFLOP/s).
+    pub rate: f64,
+    pub source: CeilingSource,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CeilingSource {
+    /// Measured in this report's runs.
+    Measured,
+    /// The baseline's median for the peak kernel (a check filtered with --kernel).
+    Baseline,
+}
+
+/// The two reports `compare` read: `before` is judged as the baseline, `after` as now.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Compared {
+    pub before: String,
+    pub after: String,
+}
+
+/// `profile`'s parameter axes (nvbench's): every combination of their values is one row.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Sweep {
+    pub kernel: String,
+    pub axes: Vec<Axis>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Axis {
+    pub name: String,
+    pub values: Vec<u64>,
+}
+
+/// A driver that differs from the baseline's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DriverChange {
+    pub baseline: String,
+    pub current: String,
+    pub policy: DriverPolicy,
+}
+
+/// How a check was judged: what the verdict's error rates refer to.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckPolicy {
+    /// Runs of round 1 and of the confirmation round (suspects only).
+    pub runs: usize,
+    pub confirm_runs: usize,
+    /// Suite-wide α: Holm over `family` kernels.
+    pub alpha: f64,
+    pub family: usize,
+    pub require_conclusive: String,
+    /// Kernels re-measured in the confirmation round.
+    pub suspects: Vec<String>,
+}
+
+/// What `calibrate` measured: K cross-process A/A checks against this baseline.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    pub checks: usize,
+    /// Checks that named any kernel as regressed (on an unchanged node: false alarms).
+    pub false_alarms: usize,
+    /// One-sided 95 % Clopper–Pearson upper bound of the suite's false-alarm rate.
+    pub false_alarm_upper95: f64,
+    /// The suite α the gate is designed for.
+    pub alpha: f64,
+    /// Checks that ended inconclusive (exit 3).
+    pub inconclusive_checks: usize,
+    pub kernels: Vec<CalibratedKernel>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CalibratedKernel {
+    pub key: String,
+    pub threshold: f64,
+    /// Smallest slowdown (ratio) detected with 95 % power at the suite's α; None = never.
+    pub detectable_ratio: Option<f64>,
+    pub false_alarms: usize,
+    pub inconclusive: usize,
+}
+
+/// What a first run on a device without a baseline did, and what the new baseline can detect.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Bootstrap {
+    /// The baseline file written.
+    pub baseline_file: String,
+    /// Independent processes recorded per kernel.
+    pub recorded_runs: usize,
+    /// Whether a check against the new file followed (never under CI, where a bootstrap stops).
+    pub self_checked: bool,
+    /// Runs a `check` makes, which `detectable` assumes.
+    pub check_runs: usize,
+    /// Per kernel: how large a slowdown such a check detects against this baseline.
+    pub detectable: Vec<Detectable>,
+}
+
+/// The smallest slowdown a check detects with [`crate::compare::DETECTION_POWER`] for one kernel.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Detectable {
+    pub key: String,
+    /// The practical threshold the kernel is judged at, as a fraction.
+    pub threshold: f64,
+    /// Current/baseline time ratio detected with 95 % power; None when a check cannot conclude.
+    pub slowdown_ratio: Option<f64>,
+}
+
+/// One kernel instance, over all current runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    pub key: String,
+    pub kernel: String,
+    /// The instance's parameters (those in `key`).
+    #[serde(default)]
+    pub params: Params,
+    pub unit: Unit,
+    /// Central time per iteration over the runs (geometric mean of run medians).
+    pub median_s: f64,
+    /// Largest 95th percentile of a sample among the runs.
+    #[serde(default)]
+    pub p95_s: f64,
+    /// GB/s, GFLOP/s or GTEPS at `median_s`.
+    pub rate: f64,
+    /// `rate` over this device's measured ceiling for the unit (peak_bandwidth or peak_fma in
+    /// the same report), as a fraction; None without a ceiling to compare with.
+    #[serde(default)]
+    pub pct_of_peak: Option<f64>,
+    /// FLOPs per byte counted: where the kernel sits on the roofline.
+    #[serde(default)]
+    pub intensity: f64,
+    /// Largest interquartile range over median among the runs.
+    pub iqr_rel: f64,
+    pub timing: TimingMethod,
+    pub stop: StopReason,
+    /// False when a run's warm-up did not settle (such a kernel is never compared).
+    #[serde(default = "yes")]
+    pub steady: bool,
+    pub verification: Verification,
+    /// Round 1's comparison of a suspect that was re-measured; `comparison` is then the
+    /// confirmation round's, which alone decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub screening: Option<Comparison>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<Comparison>,
+    /// The baseline's run medians (seconds) this row was judged against, for plots.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub baseline_run_medians_s: Vec<f64>,
+    /// Smallest slowdown (current/baseline ratio) this check detects with 95 % power.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detectable_ratio: Option<f64>,
+    /// Why a run looks throttled unlike the baseline's runs (NVML clocks and throttle reasons).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttled: Option<String>,
+    pub verdict: Verdict,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A kernel instance left out because the adapter lacks what it needs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Unsupported {
+    pub key: String,
+    pub kernel: String,
+    /// e.g. `needs SHADER_F16`.
+    pub reason: String,
+}
+
+/// The kernel whose rate is the ceiling of `unit`, if any.
+pub fn peak_kernel(unit: Unit) -> Option<&'static str> {
+    match unit {
+        Unit::Bandwidth => Some("peak_bandwidth"),
+        Unit::Flops => Some("peak_fma"),
+        Unit::Teps => None,
+    }
+}
+
+/// The ceilings measured among `rows`: each unit's peak kernel, its best instance.
+pub fn measured_ceilings(rows: &[Row]) -> Vec<Ceiling> {
+    [Unit::Bandwidth, Unit::Flops]
+        .into_iter()
+        .filter_map(|unit| {
+            let name = peak_kernel(unit)?;
+            rows.iter()
+                .filter(|r| r.kernel == name && r.verification.ok)
+                .filter(|r| r.rate.is_finite() && r.rate > 0.0)
+                .max_by(|a, b| a.rate.total_cmp(&b.rate))
+                .map(|r| Ceiling {
+                    unit,
+                    key: r.key.clone(),
+                    rate: r.rate,
+                    source: CeilingSource::Measured,
+                })
+        })
+        .collect()
+}
+
+/// Set every row's `pct_of_peak` from the device's ceilings: bandwidth kernels against
+/// peak_bandwidth, FLOP kernels against peak_fma (f32 FMA; a tensor-core kernel can exceed it).
+/// Graph kernels (GTEPS) have no ceiling here.
+pub fn apply_peaks(rows: &mut [Row], ceilings: &[Ceiling]) {
+    for row in rows.iter_mut() {
+        row.pct_of_peak = ceilings
+            .iter()
+            .find(|c| c.unit == row.unit && c.rate > 0.0)
+            .map(|c| row.rate / c.rate);
+    }
+}
+
+pub trait Reporter {
+    fn write(&self, report: &Report, out: &mut dyn Write) -> io::Result<()>;
+}
+
+pub struct Json;
+
+impl Reporter for Json {
+    fn write(&self, report: &Report, out: &mut dyn Write) -> io::Result<()> {
+        serde_json::to_writer_pretty(&mut *out, report)?;
+        writeln!(out)
+    }
+}
