@@ -226,18 +226,11 @@ pub struct ReportArgs {
 #[derive(Subcommand, Debug)]
 pub enum BaselineCommand {
     /// Per kernel: runs, sessions, spread, modes and the smallest slowdown a check detects.
-    Show {
-        file: PathBuf,
-    },
+    Show { file: PathBuf },
     /// What changed between two baseline files, kernel by kernel.
-    Diff {
-        a: PathBuf,
-        b: PathBuf,
-    },
+    Diff { a: PathBuf, b: PathBuf },
     /// Drop kernels or recording sessions from a baseline file.
-    Prune {
-        file: PathBuf,
-    },
+    Prune { file: PathBuf },
 }
 
 #[derive(Args, Debug)]
@@ -477,7 +470,10 @@ pub struct ServeArgs {
 /// writes reports writes one on every exit: an error (or a panic) becomes an error report in
 /// every requested sink before it is returned (or resumed).
 pub fn run(cli: Cli) -> Result<u8> {
-    let sinks = cli.command.output().map(|(name, output)| (name, output.clone()));
+    let sinks = cli
+        .command
+        .output()
+        .map(|(name, output)| (name, output.clone()));
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(&cli)));
     let failed = match &outcome {
         Ok(Err(e)) => Some(Report::from_error("?", e)),

@@ -623,3 +623,57 @@ fn check_never_records_unless_asked_and_never_over_another_devices_file() {
     assert!(err.contains("belongs to another device"), "{err}");
     assert_eq!(std::fs::read(&other).unwrap(), before, "left untouched");
 }
+
+/// % of peak survives `--kernel`: `run` measures the unit's peak kernel anyway and reports it as
+/// a ceiling, not a row; a filtered `check` takes the ceiling from its baseline.
+#[test]
+fn percent_of_peak_survives_a_kernel_filter() {
+    let _lock = timing_lock();
+    let report = json_of(&["run", "--max-time", "0.2", "--kernel", "copy"]);
+    let keys: Vec<&str> = report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kernel"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["copy"], "the ceiling kernel is not a row");
+    let ceiling = &report["ceilings"][0];
+    assert_eq!(ceiling["unit"], "bandwidth", "{report}");
+    assert_eq!(ceiling["source"], "measured");
+    assert!(ceiling["key"]
+        .as_str()
+        .unwrap()
+        .starts_with("peak_bandwidth["));
+    let pct = report["rows"][0]["pct_of_peak"].as_f64().unwrap();
+    let expected = report["rows"][0]["rate"].as_f64().unwrap() / ceiling["rate"].as_f64().unwrap();
+    assert!((pct - expected).abs() < 1e-12, "{pct} vs {expected}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("base.json");
+    let recorded = gpugate()
+        .args(["record", "--runs", "2", "--max-time", "0.2"])
+        .args(["--kernel", "copy", "--kernel", "peak_bandwidth", "--out"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(recorded.status.success(), "{}", stdout(&recorded));
+    let (code, report) = report_of(
+        &[
+            "check",
+            "--kernel",
+            "copy",
+            "--confirm-runs",
+            "0",
+            "--max-time",
+            "0.2",
+            "--threshold",
+            crate::MECHANICS_THRESHOLD,
+            "--baselines",
+            file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(matches!(code, Some(0 | 3)), "{report}");
+    assert_eq!(report["ceilings"][0]["source"], "baseline", "{report}");
+    assert!(report["rows"][0]["pct_of_peak"].as_f64().unwrap() > 0.0);
+}
