@@ -226,18 +226,11 @@ pub struct ReportArgs {
 #[derive(Subcommand, Debug)]
 pub enum BaselineCommand {
     /// Per kernel: runs, sessions, spread, modes and the smallest slowdown a check detects.
-    Show {
-        file: PathBuf,
-    },
+    Show { file: PathBuf },
     /// What changed between two baseline files, kernel by kernel.
-    Diff {
-        a: PathBuf,
-        b: PathBuf,
-    },
+    Diff { a: PathBuf, b: PathBuf },
     /// Drop kernels or recording sessions from a baseline file.
-    Prune {
-        file: PathBuf,
-    },
+    Prune { file: PathBuf },
 }
 
 #[derive(Args, Debug)]
@@ -477,7 +470,10 @@ pub struct ServeArgs {
 /// writes reports writes one on every exit: an error (or a panic) becomes an error report in
 /// every requested sink before it is returned (or resumed).
 pub fn run(cli: Cli) -> Result<u8> {
-    let sinks = cli.command.output().map(|(name, output)| (name, output.clone()));
+    let sinks = cli
+        .command
+        .output()
+        .map(|(name, output)| (name, output.clone()));
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(&cli)));
     let failed = match &outcome {
         Ok(Err(e)) => Some(Report::from_error("?", e)),
@@ -559,8 +555,23 @@ fn profile(_choice: &AdapterChoice, _format: Format, _args: &ProfileArgs) -> Res
     todo!("issue 12: profile")
 }
 
-fn html_report(_args: &ReportArgs) -> Result<u8> {
-    todo!("issue 12: report --html")
+/// `report A.json [B.json…] --html OUT`: one page over saved reports, oldest first (several make
+/// a history). A file that does not read as a report is exit 2, naming it and the field.
+fn html_report(args: &ReportArgs) -> Result<u8> {
+    let reports = args
+        .files
+        .iter()
+        .map(|path| report::load(path))
+        .collect::<Result<Vec<_>>>()?;
+    let page = report::html::page(&reports);
+    write_file(&args.html, |out| out.write_all(page.as_bytes()))?;
+    eprintln!(
+        "gpugate: wrote {} ({} report{})",
+        args.html.display(),
+        reports.len(),
+        if reports.len() == 1 { "" } else { "s" }
+    );
+    Ok(exit::PASS)
 }
 
 fn baseline_cmd(_format: Format, _cmd: &BaselineCommand) -> Result<u8> {
