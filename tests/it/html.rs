@@ -133,10 +133,12 @@ fn run_check_and_report_pages_render_in_chromium() {
             .arg("--html")
             .arg(path("check.html"));
         let out = cmd.output().unwrap();
-        assert_eq!(
+        // A pass, or inconclusive when a loaded host made a short run noisy: either way the
+        // page must render (a regression or an error would not be this test's subject).
+        assert!(
+            matches!(out.status.code(), Some(0 | 3)),
+            "check exited {:?}: {}",
             out.status.code(),
-            Some(0),
-            "{}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
@@ -156,7 +158,7 @@ fn run_check_and_report_pages_render_in_chromium() {
     );
 
     let check_html = std::fs::read_to_string(path("check.html")).unwrap();
-    assert!(check_html.contains("data-kernel=\"copy\""));
+    assert!(check_html.contains("data-kernel=\"copy["));
     assert!(
         check_html.contains("class=\"baseline\""),
         "the baseline's run medians are drawn"

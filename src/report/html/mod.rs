@@ -493,7 +493,7 @@ fn roofline(report: &Report) -> Markup {
         true,
     )
     .map(|(lo, hi)| (lo / 3.0, hi * 3.0));
-    let strip_top = 420.0 - 44.0 + 30.0;
+    let strip_top = 436.0;
     html! {
         h3 { "Roofline" }
         figure {

@@ -153,10 +153,16 @@ pub fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
     if powers.len() >= 3 {
         return powers;
     }
-    decades
+    let finer: Vec<f64> = decades
         .flat_map(|e| [1.0, 2.0, 5.0].map(|m| m * 10f64.powi(e)))
         .filter(within)
-        .collect()
+        .collect();
+    // Less than a factor of 5: plain steps read better than one lone tick.
+    if finer.len() >= 2 {
+        finer
+    } else {
+        linear_ticks(lo, hi, 4)
+    }
 }
 
 /// An SVG coordinate or length: two decimals at most, and `0` for anything not finite (the
@@ -279,6 +285,7 @@ mod tests {
     fn log_ticks_are_powers_of_ten_or_finer_on_short_ranges() {
         assert_eq!(log_ticks(0.5, 2000.0), vec![1.0, 10.0, 100.0, 1000.0]);
         assert_eq!(log_ticks(3.0, 30.0), vec![5.0, 10.0, 20.0]);
+        assert_eq!(log_ticks(14.0, 40.0), vec![20.0, 30.0, 40.0]);
         assert!(log_ticks(0.0, 10.0).is_empty());
         assert!(log_ticks(10.0, f64::INFINITY).is_empty());
     }
