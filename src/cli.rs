@@ -555,8 +555,23 @@ fn profile(_choice: &AdapterChoice, _format: Format, _args: &ProfileArgs) -> Res
     todo!("issue 12: profile")
 }
 
-fn html_report(_args: &ReportArgs) -> Result<u8> {
-    todo!("issue 12: report --html")
+/// `report A.json [B.json…] --html OUT`: one page over saved reports, oldest first (several make
+/// a history). A file that does not read as a report is exit 2, naming it and the field.
+fn html_report(args: &ReportArgs) -> Result<u8> {
+    let reports = args
+        .files
+        .iter()
+        .map(|path| report::load(path))
+        .collect::<Result<Vec<_>>>()?;
+    let page = report::html::page(&reports);
+    write_file(&args.html, |out| out.write_all(page.as_bytes()))?;
+    eprintln!(
+        "gpugate: wrote {} ({} report{})",
+        args.html.display(),
+        reports.len(),
+        if reports.len() == 1 { "" } else { "s" }
+    );
+    Ok(exit::PASS)
 }
 
 fn baseline_cmd(_format: Format, _cmd: &BaselineCommand) -> Result<u8> {

@@ -20,7 +20,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use super::history::{RunRecord, Trigger};
+use super::history::{History, RunRecord, Trigger};
 use super::{BaselineState, Readiness, Refused, State, VerdictDoc, PENDING};
 
 /// Requests carry no meaningful body; anything larger than this is refused with 413.
@@ -29,6 +29,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn app(state: Arc<State>) -> Router {
     Router::new()
+        .route("/", get(index))
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -225,6 +226,63 @@ async fn metrics(AxumState(state): AxumState<Arc<State>>) -> Response {
         body.as_ref().clone(),
     )
         .into_response()
+}
+
+/// The HTML report of the kept history ([`State::page`]): the latest run in full, history
+/// charts over the kept runs; before any run, a page that says so.
+async fn index(AxumState(state): AxumState<Arc<State>>) -> Result<Response, AppError> {
+    let page = tokio::task::spawn_blocking(move || state.page())
+        .await
+        .map_err(|e| AppError::Unavailable(format!("the page could not be rendered: {e}")))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, crate::report::html::CSP),
+        ],
+        page,
+    )
+        .into_response())
+}
+
+/// The page over `history`: its reports oldest first, with notices naming the latest run and
+/// the runs that did not measure (those have no report to draw).
+pub fn history_page(history: &History) -> String {
+    let mut records: Vec<&RunRecord> = history.iter().collect();
+    records.reverse();
+    let reports: Vec<&crate::report::Report> =
+        records.iter().filter_map(|r| r.report.as_ref()).collect();
+    let mut notices = vec![];
+    match records.last() {
+        None => notices.push(
+            "No run has finished yet: the report appears here once the first validation run \
+             has finished."
+                .to_string(),
+        ),
+        Some(latest) => {
+            notices.push(format!(
+                "Latest run: #{} ({:?} trigger), finished {}: {}. {} run(s) kept.",
+                latest.id,
+                latest.trigger,
+                latest.finished_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                latest.result.as_str(),
+                records.len()
+            ));
+            if let Some(why) = latest.error.as_ref().filter(|_| latest.report.is_none()) {
+                notices.push(format!(
+                    "Run #{} did not measure: {why}. The report below is the latest that did.",
+                    latest.id
+                ));
+            }
+        }
+    }
+    let unmeasured = records.len() - reports.len();
+    if unmeasured > 0 {
+        notices.push(format!(
+            "{unmeasured} kept run(s) did not measure (error, no baseline or interrupted): \
+             they have no point in the history chart."
+        ));
+    }
+    crate::report::html::render("gpugate serve", &notices, &reports)
 }
 
 /// A run without its report: what the list shows.

@@ -209,6 +209,9 @@ pub struct State {
     first_id: u64,
     scheduler_alive: Arc<AtomicBool>,
     worker_alive: Arc<AtomicBool>,
+    /// The page at `/` and the latest run it shows: rendered once per finished run, not per
+    /// request, since it draws every kept report (at most `--retention`).
+    page: Mutex<Option<(Option<u64>, axum::body::Bytes)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -245,6 +248,7 @@ impl State {
             first_id,
             scheduler_alive: Arc::new(AtomicBool::new(true)),
             worker_alive: Arc::new(AtomicBool::new(true)),
+            page: Mutex::new(None),
         }
     }
 
@@ -270,6 +274,23 @@ impl State {
 
     pub fn history(&self) -> MutexGuard<'_, History> {
         lock(&self.history)
+    }
+
+    /// The HTML page of the history as it stands ([`api::history_page`]), rendered again only
+    /// when a run has finished since; from stored reports, never touching the GPU. Renders
+    /// under the history's lock (no copy of the reports): call it off the async runtime.
+    pub fn page(&self) -> axum::body::Bytes {
+        let history = self.history();
+        let latest = history.latest().map(|r| r.id);
+        let mut cached = lock(&self.page);
+        match &*cached {
+            Some((id, page)) if *id == latest => page.clone(),
+            _ => {
+                let page = axum::body::Bytes::from(api::history_page(&history));
+                *cached = Some((latest, page.clone()));
+                page
+            }
+        }
     }
 
     pub fn readiness(&self) -> Readiness {

@@ -202,7 +202,7 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, u16, Body)> {
     let many_headers: String = (0..120).map(|i| format!("X-H{i}: v\r\n")).collect();
     vec![
         ("unknown path", req(format!("GET /no/such/path HTTP/1.1\r\n{close}\r\n")), 404, Body::JsonError("no such endpoint")),
-        ("root", req(format!("GET / HTTP/1.1\r\n{close}\r\n")), 404, Body::JsonError("no such endpoint")),
+        ("POST on the page at /", req(format!("POST / HTTP/1.1\r\n{close}Content-Length: 0\r\n\r\n")), 405, Body::JsonError("method not allowed")),
         ("DELETE on runs", req(format!("DELETE /api/v1/runs HTTP/1.1\r\n{close}\r\n")), 405, Body::JsonError("method not allowed")),
         ("PUT on the verdict", req(format!("PUT /api/v1/verdict HTTP/1.1\r\n{close}Content-Length: 0\r\n\r\n")), 405, Body::JsonError("method not allowed")),
         ("POST without credentials", req(format!("POST /api/v1/runs HTTP/1.1\r\n{close}Content-Length: 0\r\n\r\n")), 401, Body::JsonError("bearer token")),

@@ -37,6 +37,11 @@
 //!   points losing no acknowledged run, an injected worker panic recorded as `error` with the
 //!   sidecar going on, a missing token file, a device without a baseline (ready, `no_baseline`,
 //!   nothing recorded); promtool accepts /metrics and a real Prometheus scrapes it.
+//! - `html`: the HTML report in headless Chromium (Selenium, tests/browser/check_page.py): the
+//!   pages of `run --html`, `check --html`, `report A.json B.json --html` and a real `serve`'s
+//!   `/` log no console error, load nothing over the network and hold their plots (one sample
+//!   distribution per kernel, one roofline, a history chart from two reports on); `report` names
+//!   a bad file and its field (exit 2); `/` before any run and over kept runs through `oneshot`.
 //! - `http`: the sidecar's HTTP server in-process over real sockets: half-sent requests dropped
 //!   after the header-read timeout, connections past the limit wait, a corpus of malformed
 //!   requests gets its expected status and body (JSON from the router, empty where hyper
@@ -58,6 +63,7 @@
 mod bad_input;
 mod faults;
 mod gate;
+mod html;
 mod http;
 mod kernels;
 mod manifests;
