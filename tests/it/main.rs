@@ -56,11 +56,21 @@
 //!   their raw samples are exit 2, a rewritten kernel exit 3, a timing method unlike the
 //!   baseline's exit 2; a version-1 file still gates; a driver change is reported (warn) or never
 //!   passes (fail); `record --append` adds a session; `calibrate` reports.
+//! - `ci_reports`: what CI systems read, through the real binary and their real consumers: a
+//!   real regression, an inconclusive kernel (a doctored baseline) and an error report (no
+//!   baseline) each give a `--junit` file that validates against Jenkins' schema
+//!   (tests/schemas/junit-10.xsd, xmlschema) and that junitparser counts as expected, with the
+//!   `gate-policy` testcase failing exactly when the exit code is not 0; under
+//!   `GITHUB_ACTIONS=true` the `::error`/`::warning` annotations go to stderr while stdout stays
+//!   one JSON document, and `$GITHUB_STEP_SUMMARY` gets one Markdown summary appended per run,
+//!   parsed by markdown-it-py as a GFM table (a key full of Markdown syntax included); the
+//!   README's GitHub Actions and GitLab jobs parse as YAML with the keys their runners need.
 //! - `scripts`: `scripts/ensure-rust` on a stub machine (keeps a new cargo, installs Debian's
 //!   cargo-web over an old or missing one, adds clippy/rustfmt the toolchain's way, or stops
 //!   naming the commands to run); shellcheck passes on `scripts/` and `.ci/run`.
 
 mod bad_input;
+mod ci_reports;
 mod faults;
 mod gate;
 mod html;
@@ -120,12 +130,13 @@ pub fn empty_cwd() -> PathBuf {
 
 /// Whether a variable from a developer's shell or a CI runner would steer a test's gpugate:
 /// every `GPUGATE_*` (its flags' variables, the test hooks) and `WGPU_*` (adapter, backend), the
-/// log filter and the node name, beside the CI variables ([`gpugate::cli::CI_VARIABLES`]). By
-/// prefix, so a flag given a variable later is covered without a list to keep.
+/// log filter and the node name, beside the CI variables ([`gpugate::cli::CI_VARIABLES`]) and
+/// GitHub's step summary file, which every report is appended to. By prefix, so a flag given a
+/// variable later is covered without a list to keep.
 fn steers(name: &str) -> bool {
     name.starts_with("GPUGATE_")
         || name.starts_with("WGPU_")
-        || ["RUST_LOG", "NODE_NAME"].contains(&name)
+        || ["RUST_LOG", "NODE_NAME", "GITHUB_STEP_SUMMARY"].contains(&name)
         || gpugate::cli::CI_VARIABLES.contains(&name)
 }
 
