@@ -63,7 +63,7 @@ impl Reporter for Bmf {
 
 fn measures(report: &Report, row: &Row) -> Option<Measures> {
     let median = row.median_s;
-    if !row.verification.ok || !(median.is_finite() && median > 0.0) {
+    if !(row.verification.ok && median.is_finite() && median > 0.0) {
         return None;
     }
     let runs = deciding_summaries(report, &row.key);
