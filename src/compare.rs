@@ -382,7 +382,7 @@ fn one() -> usize {
 }
 
 /// NaN is not JSON: written as null, read back as NaN.
-mod nan_as_null {
+pub(crate) mod nan_as_null {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {

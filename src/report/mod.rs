@@ -26,8 +26,10 @@ use crate::runner::RunResult;
 use crate::sampler::{StopReason, TimingMethod};
 use crate::workload::{Params, Unit, Verification};
 
-/// Version of the report's JSON shape (`schema/report.schema.json`); bumped on any change a
-/// consumer could trip on. Reports written before it existed read as 0.
+/// Version of the report's JSON shape, whose JSON Schema is `docs/report.schema.json` (its
+/// `schema_version` const, checked by the tests); bumped, with the schema, on any change a
+/// consumer could trip on: a field removed, renamed or retyped, a value added to an enum.
+/// Reports written before it existed read as 0.
 pub const REPORT_SCHEMA_VERSION: u32 = 1;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

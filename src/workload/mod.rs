@@ -389,7 +389,8 @@ pub struct Verification {
     pub ok: bool,
     /// How many output values were compared.
     pub checked: u64,
-    /// Largest error seen, in the unit of the tolerance.
+    /// Largest error seen, in the unit of the tolerance; NaN (null in JSON) when an output was.
+    #[serde(with = "crate::compare::nan_as_null")]
     pub max_error: f64,
     pub tolerance: f64,
     /// What failed, or what was compared.

@@ -65,6 +65,14 @@
 //!   one JSON document, and `$GITHUB_STEP_SUMMARY` gets one Markdown summary appended per run,
 //!   parsed by markdown-it-py as a GFM table (a key full of Markdown syntax included); the
 //!   README's GitHub Actions and GitLab jobs parse as YAML with the keys their runners need.
+//! - `reports`: every report kind (run with 1 and 2 runs, record, check passing and regressed,
+//!   the `check --record-missing` bootstrap, calibrate) and the error reports (no baseline, no
+//!   adapter, a bad baseline file naming its field, a failed child, a panic) made by the binary
+//!   with every sink asked for: each exit code as documented, stdout one JSON document equal to
+//!   `--json`, every file written on every exit; the reports valid against
+//!   docs/report.schema.json and the BMF exports against tests/schemas/bmf.schema.json (Python's
+//!   jsonschema), the CSV exports read by Python's csv module; the schema's version and enums are
+//!   the code's, and it refuses unknown fields, verdicts and versions.
 //! - `scripts`: `scripts/ensure-rust` on a stub machine (keeps a new cargo, installs Debian's
 //!   cargo-web over an old or missing one, adds clippy/rustfmt the toolchain's way, or stops
 //!   naming the commands to run); shellcheck passes on `scripts/` and `.ci/run`.
@@ -77,6 +85,7 @@ mod html;
 mod http;
 mod kernels;
 mod manifests;
+mod reports;
 mod scripts;
 mod serve;
 mod shaders;
