@@ -230,7 +230,12 @@ pub fn runs(runs: usize, kernels: usize) -> Runs {
         };
         let total = (runs as u64).saturating_mul(kernels).max(1);
         (
-            Owned::new(&b, ProgressBar::new(total).with_style(style(overall))),
+            Owned::new(
+                &b,
+                ProgressBar::new(total)
+                    .with_style(style(overall))
+                    .with_prefix(format!("process 1/{runs}")),
+            ),
             Owned::new(&b, ProgressBar::new_spinner().with_style(style(line))),
         )
     });
@@ -295,7 +300,7 @@ pub fn forward_child_stderr(input: impl BufRead, kernels: &Kernels) {
     split_lines(
         input,
         |e| kernels.start(e.index, e.of, &e.key),
-        |line| write_stderr(line),
+        write_stderr,
     );
 }
 
