@@ -470,6 +470,10 @@ pub struct ServeArgs {
 /// writes reports writes one on every exit: an error (or a panic) becomes an error report in
 /// every requested sink before it is returned (or resumed).
 pub fn run(cli: Cli) -> Result<u8> {
+    // Bars for people at a terminal; log collectors (JSON lines) get the log lines instead.
+    crate::progress::enable(
+        cli.command.measures() && !cli.quiet && cli.log_format == LogFormat::Human,
+    );
     let sinks = cli
         .command
         .output()
@@ -503,6 +507,19 @@ pub fn run(cli: Cli) -> Result<u8> {
 static EMITTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 impl Command {
+    /// Whether the command measures kernels at length, with progress bars to show (never
+    /// `serve`: a sidecar's stderr is a log).
+    fn measures(&self) -> bool {
+        matches!(
+            self,
+            Command::Run(_)
+                | Command::Record(_)
+                | Command::Check(_)
+                | Command::Calibrate(_)
+                | Command::Profile(_)
+        )
+    }
+
     /// The command's name in reports and its report sinks, for commands that write reports.
     fn output(&self) -> Option<(&'static str, &OutputArgs)> {
         match self {
@@ -922,6 +939,7 @@ fn on_ci() -> bool {
 }
 
 fn measure_child(choice: &AdapterChoice) -> Result<u8> {
+    crate::progress::lines_for_parent();
     let mut input = String::new();
     std::io::stdin()
         .read_to_string(&mut input)

@@ -9,6 +9,7 @@ pub mod compare;
 pub mod device;
 pub mod error;
 pub mod gate;
+pub mod progress;
 pub mod report;
 pub mod runner;
 pub mod sampler;

@@ -9,7 +9,7 @@ fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| "gpugate=info,tower_http=info,wgpu_core=warn,wgpu_hal=warn".into());
     let logs = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(gpugate::progress::stderr)
         .with_env_filter(filter);
     match cli.log_format {
         gpugate::cli::LogFormat::Human => logs.init(),

@@ -5,7 +5,7 @@
 //! 1.8× between processes while steady within each. A baseline and a check built from separate
 //! processes see that variance instead of being fooled by it.
 
-use std::io::{Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::device::{AdapterChoice, Fingerprint, Gpu};
 use crate::error::{exit, Error, Result};
+use crate::progress;
 use crate::sampler::{self, Measurement, SamplerConfig, TimingMethod};
 use crate::stats::{self, Summary};
 use crate::telemetry::{Probe, Telemetry};
@@ -154,9 +155,11 @@ pub fn run_in_process(gpu: &Gpu, plan: &Plan) -> Result<RunResult> {
     let mut kernels = Vec::new();
     // Opened once per process, outside any timed section (NVML's init can take seconds).
     let probe = Probe::open(&gpu.info.device_pci_bus_id);
-    for item in &plan.items {
+    let (_bars, progress) = progress::this_process(plan.items.len());
+    for (index, item) in plan.items.iter().enumerate() {
         let kernel = workload::find(&item.kernel)?;
         let key = instance_key(kernel.name(), &item.params);
+        progress.start(index + 1, plan.items.len(), &key);
         if let Some(reason) = kernel.unsupported(gpu) {
             return Err(Error::CannotValidate(format!(
                 "{key} is unsupported on this adapter: {reason}"
@@ -228,18 +231,26 @@ pub fn run_in_children(choice: &AdapterChoice, plan: &Plan, runs: usize) -> Resu
     let mut input = serde_json::to_vec(&plan).expect("a plan serialises");
     let mut results: Vec<RunResult> = Vec::with_capacity(runs);
     let started = std::time::Instant::now();
+    let bars = progress::runs(runs, plan.items.len());
     for run in 1..=runs {
-        // Progress on stderr: runs take seconds on a GPU and tens of seconds on lavapipe.
+        // Runs take seconds on a GPU and tens of seconds on lavapipe. Where bars show that
+        // (a terminal), the log line is for the debug log; elsewhere it is the progress.
         let done = run - 1;
         let left = (done > 0).then(|| {
             let per_run = started.elapsed().as_secs_f64() / done as f64;
             let secs = (per_run * (runs - done) as f64).round() as u64;
             humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
         });
-        tracing::info!(
+        let line = format!(
             "independent run {run}/{runs}, in a fresh process{}",
             left.map_or(String::new(), |l| format!("; about {l} left"))
         );
+        let kernels = bars.start(run);
+        if kernels.wanted() {
+            tracing::debug!("{line}");
+        } else {
+            tracing::info!("{line}");
+        }
         let mut cmd = Command::new(&exe);
         cmd.arg("measure-child");
         if let Some(name) = &choice.name_contains {
@@ -248,11 +259,18 @@ pub fn run_in_children(choice: &AdapterChoice, plan: &Plan, runs: usize) -> Resu
         if let Some(backend) = &choice.backend {
             cmd.args(["--backend", backend]);
         }
+        // With bars drawn, the child reports its kernels on its stderr, which is read here.
+        let stderr = if kernels.wanted() {
+            cmd.env(progress::CHILD_ENV, "1");
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        };
         let deadline = run_deadline(&plan);
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .map_err(|e| Error::ChildRun {
                 run,
@@ -263,7 +281,7 @@ pub fn run_in_children(choice: &AdapterChoice, plan: &Plan, runs: usize) -> Resu
             what: format!("measurement run {run}/{runs}"),
             reason,
         };
-        let output = wait_child(&mut child, &input, deadline).map_err(fault)?;
+        let output = wait_child(&mut child, &input, deadline, kernels).map_err(fault)?;
         if let Some(reason) = killed_or_panicked(output.status) {
             return Err(fault(reason));
         }
@@ -305,11 +323,13 @@ struct ChildOutput {
 }
 
 /// Send `input` to a started child, collect its stdout and wait for it to exit, for at most
-/// `limit`; past it the child is killed (a hung or stopped child) and the error says so.
+/// `limit`; past it the child is killed (a hung or stopped child) and the error says so. A piped
+/// stderr carries the child's progress to `kernels`, its other lines to this stderr.
 fn wait_child(
     child: &mut std::process::Child,
     input: &[u8],
     limit: Duration,
+    kernels: progress::Kernels,
 ) -> std::result::Result<ChildOutput, String> {
     use wait_timeout::ChildExt;
     // Write and read on threads: a child that stops before reading all its plan, or a result
@@ -322,6 +342,10 @@ fn wait_child(
         let mut bytes = Vec::new();
         stdout.read_to_end(&mut bytes).map(|_| bytes)
     });
+    // Read to the end whatever happens to the lines, so the child never blocks on this pipe.
+    let forwarder = child.stderr.take().map(|stderr| {
+        std::thread::spawn(move || progress::forward_child_stderr(BufReader::new(stderr), &kernels))
+    });
     let waited = child
         .wait_timeout(limit)
         .map_err(|e| format!("waiting for the child: {e}"))?;
@@ -329,8 +353,10 @@ fn wait_child(
         // SIGKILL ends a stopped (SIGSTOP) child too.
         let _ = child.kill();
         let _ = child.wait();
-        // The pipes closed with the child: both threads end.
+        // The pipes closed with the child: both threads end. The stderr forwarder is not
+        // waited for: it writes to this process's stderr, which may itself be stuck.
         let _ = (writer.join(), reader.join());
+        drop(forwarder);
         return Err(format!(
             "still running after its deadline of {} (every kernel's deadline, see --deadline, \
              plus {RUN_DEADLINE_SLACK_S} s): killed it",
@@ -341,6 +367,10 @@ fn wait_child(
         .join()
         .map_err(|_| "the reader of the child's output panicked".to_string())?
         .map_err(|e| format!("reading the child's result: {e}"))?;
+    // Every line the child wrote is passed on before its result is used.
+    if let Some(forwarder) = forwarder {
+        let _ = forwarder.join();
+    }
     // A child that died early closed its stdin; then its exit status says why.
     let sent = writer
         .join()

@@ -30,7 +30,9 @@ pub fn calibrate(choice: &AdapterChoice, opts: &CalibrateOptions) -> Result<Repo
     at_least("--checks", opts.checks, 1)?;
     opts.check.validate()?;
     let mut reports = Vec::with_capacity(opts.checks);
+    let progress = crate::progress::steps("calibration check", opts.checks);
     for i in 1..=opts.checks {
+        progress.step(i);
         tracing::info!("calibration check {i}/{}", opts.checks);
         reports.push(check(choice, &opts.check)?);
     }

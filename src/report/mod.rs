@@ -15,7 +15,7 @@ use std::path::Path;
 pub use export::{Bmf, Csv};
 pub use junit::Junit;
 pub use markdown::Markdown;
-pub use table::Table;
+pub use table::{colour_allowed, render, Layout, Table};
 
 use serde::{Deserialize, Serialize};
 

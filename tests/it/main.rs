@@ -76,6 +76,11 @@
 //! - `scripts`: `scripts/ensure-rust` on a stub machine (keeps a new cargo, installs Debian's
 //!   cargo-web over an old or missing one, adds clippy/rustfmt the toolchain's way, or stops
 //!   naming the commands to run); shellcheck passes on `scripts/` and `.ci/run`.
+//! - `terminal`: the human table through a pipe (whole, aligned, the longest quick-suite keys
+//!   intact, no escapes) and progress on stderr through a pseudo-terminal (`script` from
+//!   util-linux): process and kernel bars on a terminal, none with `--quiet`, JSON logs or a
+//!   redirected stderr; `NO_COLOR=1` leaves no SGR escape; `--format json` keeps stdout one
+//!   JSON document while bars are drawn.
 
 mod bad_input;
 mod ci_reports;
@@ -90,6 +95,7 @@ mod scripts;
 mod serve;
 mod shaders;
 mod statistics;
+mod terminal;
 mod trust;
 
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
