@@ -263,7 +263,11 @@ pub enum BaselineCommand {
     Prune {
         file: PathBuf,
         /// A kernel name (every instance) or instance key to drop (repeatable).
-        #[arg(long = "kernel", value_name = "NAME_OR_KEY", required_unless_present = "sessions")]
+        #[arg(
+            long = "kernel",
+            value_name = "NAME_OR_KEY",
+            required_unless_present = "sessions"
+        )]
         kernels: Vec<String>,
         /// A recording session to drop, numbered from 0 as `baseline show` lists them
         /// (repeatable); the sessions left are renumbered, and a kernel left with fewer than
@@ -513,7 +517,10 @@ pub struct ServeArgs {
 /// writes reports writes one on every exit: an error (or a panic) becomes an error report in
 /// every requested sink before it is returned (or resumed).
 pub fn run(cli: Cli) -> Result<u8> {
-    let sinks = cli.command.output().map(|(name, output)| (name, output.clone()));
+    let sinks = cli
+        .command
+        .output()
+        .map(|(name, output)| (name, output.clone()));
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(&cli)));
     let failed = match &outcome {
         Ok(Err(e)) => Some(Report::from_error("?", e)),

@@ -213,7 +213,11 @@ fn write_columns(out: &mut dyn Write, header: &[&str], rows: &[Vec<String>]) -> 
 impl Shown {
     pub fn write_table(&self, out: &mut dyn Write) -> io::Result<()> {
         let f = &self.fingerprint;
-        writeln!(out, "file      {} (schema version {})", self.file, self.schema_version)?;
+        writeln!(
+            out,
+            "file      {} (schema version {})",
+            self.file, self.schema_version
+        )?;
         writeln!(
             out,
             "device    {} ({}, {}, driver {})  [{}]",
@@ -277,7 +281,14 @@ impl Shown {
         write_columns(
             out,
             &[
-                "kernel", "runs", "sessions", "median", "spread", "modes", "threshold", "detects",
+                "kernel",
+                "runs",
+                "sessions",
+                "median",
+                "spread",
+                "modes",
+                "threshold",
+                "detects",
             ],
             &rows,
         )
@@ -422,7 +433,11 @@ impl Diff {
         writeln!(out)?;
         let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
         let pair = |a: Option<usize>, b: Option<usize>| {
-            format!("{} / {}", opt(a.map(|v| v.to_string())), opt(b.map(|v| v.to_string())))
+            format!(
+                "{} / {}",
+                opt(a.map(|v| v.to_string())),
+                opt(b.map(|v| v.to_string()))
+            )
         };
         let rows: Vec<Vec<String>> = self
             .kernels
@@ -457,7 +472,16 @@ impl Diff {
             .collect();
         write_columns(
             out,
-            &["kernel", "in", "median A", "median B", "Δ", "runs A/B", "sessions A/B", "changed"],
+            &[
+                "kernel",
+                "in",
+                "median A",
+                "median B",
+                "Δ",
+                "runs A/B",
+                "sessions A/B",
+                "changed",
+            ],
             &rows,
         )
     }
@@ -498,7 +522,11 @@ pub fn prune(
         ));
     }
     for name in kernels {
-        if !base.kernels.iter().any(|k| &k.kernel == name || &k.key == name) {
+        if !base
+            .kernels
+            .iter()
+            .any(|k| &k.kernel == name || &k.key == name)
+        {
             let have: Vec<&str> = base.kernels.iter().map(|k| k.key.as_str()).collect();
             return Err(Error::Usage(format!(
                 "--kernel {name}: not in {} (it has {})",

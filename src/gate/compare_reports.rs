@@ -107,6 +107,14 @@ fn load_side(path: &Path) -> Result<Report> {
             })?;
         }
     }
+    for (i, row) in r.rows.iter().enumerate() {
+        if !keys.contains(&row.key) {
+            return Err(bad(
+                format!("rows[{i}].key"),
+                format!("{:?} is not among the kernels its runs measured", row.key),
+            ));
+        }
+    }
     Ok(r)
 }
 
@@ -138,7 +146,10 @@ fn per_run(runs: &[RunResult], j: usize) -> Vec<&KernelResult> {
 
 /// Why a side's runs of one kernel must not be judged (the gate's own overrides).
 fn unfit(side: &str, results: &[&KernelResult]) -> Option<(Reason, String)> {
-    if let Some(why) = results.iter().find_map(|r| telemetry::contended(&r.telemetry)) {
+    if let Some(why) = results
+        .iter()
+        .find_map(|r| telemetry::contended(&r.telemetry))
+    {
         return Some((
             Reason::Contended,
             format!("{side}: the GPU was busy with other work around a run: {why}"),
@@ -168,20 +179,26 @@ pub fn compare_reports(opts: &CompareOptions) -> Result<Report> {
     let name = |p: &Path| p.display().to_string();
     let mut notes = vec![];
 
-    // Kernels in both, in AFTER's order; the rest are listed, not judged.
-    let after_keys: Vec<&str> = after.runs[0].kernels.iter().map(|k| k.key.as_str()).collect();
-    let before_index = |key: &str| before.runs[0].kernels.iter().position(|k| k.key == key);
-    let common: Vec<(usize, usize)> = after_keys
+    // Kernels in both (by index into each side's runs), in AFTER's order; the rest are listed,
+    // not judged. A report's kernels are its rows: its runs also hold the ceiling kernels that
+    // `--kernel` left out, which were measured for % of peak, not asked about.
+    let index = |side: &Report, key: &str| side.runs[0].kernels.iter().position(|k| k.key == key);
+    let common: Vec<(usize, usize)> = after
+        .rows
         .iter()
-        .enumerate()
-        .filter_map(|(a, key)| before_index(key).map(|b| (b, a)))
+        .filter_map(|row| Some((index(&before, &row.key)?, index(&after, &row.key)?)))
+        .filter(|&(b, _)| {
+            before
+                .rows
+                .iter()
+                .any(|r| r.key == before.runs[0].kernels[b].key)
+        })
         .collect();
     let only = |side: &Report, other: &Report| -> Vec<String> {
-        side.runs[0]
-            .kernels
+        side.rows
             .iter()
-            .filter(|k| !other.runs[0].kernels.iter().any(|o| o.key == k.key))
-            .map(|k| k.key.clone())
+            .filter(|r| !other.rows.iter().any(|o| o.key == r.key))
+            .map(|r| r.key.clone())
             .collect()
     };
     for (list, path) in [
@@ -251,7 +268,11 @@ pub fn compare_reports(opts: &CompareOptions) -> Result<Report> {
         })
         .collect();
     let family = comparisons.len();
-    compare::holm(&mut comparisons.iter_mut().collect::<Vec<_>>(), opts.alpha, family);
+    compare::holm(
+        &mut comparisons.iter_mut().collect::<Vec<_>>(),
+        opts.alpha,
+        family,
+    );
 
     // Rows from AFTER's runs (its verification, rate, spread), judged against BEFORE's.
     let all_rows = rows(&after.runs, |_| None);

@@ -566,7 +566,8 @@ pub fn run(choice: &AdapterChoice, opts: &RunOptions) -> Result<Report> {
     let gpu = Gpu::open(choice)?;
     let (mut plan, unsupported) = suite_plan(&gpu, opts.suite, &opts.measure)?;
     let chosen = plan.items.len();
-    plan.items.extend(ceiling_items(&gpu, opts.suite, &opts.measure, &plan)?);
+    plan.items
+        .extend(ceiling_items(&gpu, opts.suite, &opts.measure, &plan)?);
     let fingerprint = gpu.fingerprint.clone();
     let results = if opts.runs == 1 || plan.items.is_empty() {
         vec![runner::run_in_process(&gpu, &plan)?]

@@ -9,9 +9,7 @@ use crate::report::{self, Axis, Report, Sweep};
 use crate::runner::{self, Plan, PlanItem};
 use crate::workload::{self, suite, suite::Suite, Kernel, Params};
 
-use super::{
-    at_least, ceiling_items, correctness_outcome, measure_fresh, rows, MeasureOptions,
-};
+use super::{at_least, ceiling_items, correctness_outcome, measure_fresh, rows, MeasureOptions};
 
 /// Most points one sweep may have: every point is measured for up to `--max-time`.
 pub const MAX_SWEEP_POINTS: usize = 64;
@@ -31,11 +29,14 @@ pub struct ProfileOptions {
 /// One `--sweep NAME=V1,V2,…`: the name and at least one value, no value twice.
 pub fn parse_axis(s: &str) -> Result<Axis> {
     let flag = || format!("--sweep {s}");
-    let (name, values) = s.split_once('=').ok_or_else(|| {
-        Error::Usage(format!("{}: expected NAME=V1,V2,…", flag()))
-    })?;
+    let (name, values) = s
+        .split_once('=')
+        .ok_or_else(|| Error::Usage(format!("{}: expected NAME=V1,V2,…", flag())))?;
     if name.is_empty() {
-        return Err(Error::Usage(format!("{}: the parameter name is empty", flag())));
+        return Err(Error::Usage(format!(
+            "{}: the parameter name is empty",
+            flag()
+        )));
     }
     if values.trim().is_empty() {
         return Err(Error::Usage(format!(
@@ -46,10 +47,7 @@ pub fn parse_axis(s: &str) -> Result<Axis> {
     let mut parsed = vec![];
     for v in values.split(',') {
         let n: u64 = v.trim().parse().map_err(|_| {
-            Error::Usage(format!(
-                "{}: {v:?} is not a non-negative integer",
-                flag()
-            ))
+            Error::Usage(format!("{}: {v:?} is not a non-negative integer", flag()))
         })?;
         if parsed.contains(&n) {
             return Err(Error::Usage(format!("{}: {n} is given twice", flag())));
@@ -106,7 +104,11 @@ impl ProfileOptions {
             .iter()
             .fold(1usize, |n, a| n.saturating_mul(a.values.len()));
         if count > MAX_SWEEP_POINTS {
-            let sizes: Vec<String> = self.axes.iter().map(|a| a.values.len().to_string()).collect();
+            let sizes: Vec<String> = self
+                .axes
+                .iter()
+                .map(|a| a.values.len().to_string())
+                .collect();
             return Err(Error::Usage(format!(
                 "--sweep: {} = {count} points; at most {MAX_SWEEP_POINTS}",
                 sizes.join(" × ")

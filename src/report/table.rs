@@ -269,4 +269,3 @@ fn write_calibration(c: &Calibration, out: &mut dyn Write) -> io::Result<()> {
     }
     Ok(())
 }
-

@@ -59,7 +59,10 @@ fn show_lists_every_kernel_with_what_a_check_detects() {
     let doc = json_of(&[os("show"), file.as_os_str()]);
     let base = gpugate::baseline::load(&file).unwrap();
     assert_eq!(doc["device_key"], base.device_key);
-    assert_eq!(doc["sessions"][0]["driver"], base.fingerprint.driver_string());
+    assert_eq!(
+        doc["sessions"][0]["driver"],
+        base.fingerprint.driver_string()
+    );
     assert_eq!(doc["check"]["runs"], 3);
     assert_eq!(doc["check"]["confirm_runs"], 5);
     assert_eq!(doc["check"]["family"], crate::GATE_KERNELS.len());
@@ -79,7 +82,10 @@ fn show_lists_every_kernel_with_what_a_check_detects() {
     for k in &base.kernels {
         assert!(table.contains(&k.key), "{table}");
     }
-    assert!(table.contains("detects") && table.contains("session 0"), "{table}");
+    assert!(
+        table.contains("detects") && table.contains("session 0"),
+        "{table}"
+    );
 }
 
 #[test]
@@ -109,14 +115,22 @@ fn diff_names_what_changed_kernel_by_kernel() {
     let copy_row = find("copy");
     assert_eq!(copy_row["presence"], "both");
     assert_eq!(copy_row["delta_pct"], 0.0);
-    assert_eq!((copy_row["threshold_a_pct"].as_f64(), copy_row["threshold_b_pct"].as_f64()), (Some(100.0), Some(50.0)));
+    assert_eq!(
+        (
+            copy_row["threshold_a_pct"].as_f64(),
+            copy_row["threshold_b_pct"].as_f64()
+        ),
+        (Some(100.0), Some(50.0))
+    );
     assert_eq!(find("xor_transform")["kernel_hash_changed"], true);
     assert_eq!(find("lattice_bfs")["kernel_hash_changed"], false);
     assert_eq!(doc["drivers_b"], serde_json::json!(["another driver 2.0"]));
     let (code, table, err) = baseline(false, &[os("diff"), a.as_os_str(), b.as_os_str()]);
     assert_eq!(code, Some(0), "{err}");
     assert!(
-        table.contains("only A") && table.contains("kernel code") && table.contains("→ another driver 2.0"),
+        table.contains("only A")
+            && table.contains("kernel code")
+            && table.contains("→ another driver 2.0"),
         "{table}"
     );
 }
@@ -126,7 +140,9 @@ fn prune_drops_kernels_and_the_result_still_gates() {
     let dir = tempfile::tempdir().unwrap();
     let file = copy(dir.path(), "b.json", |_| {});
     let before = std::fs::read(&file).unwrap();
-    let copy_key = gpugate::baseline::load(&file).unwrap().kernels[0].key.clone();
+    let copy_key = gpugate::baseline::load(&file).unwrap().kernels[0]
+        .key
+        .clone();
     let out = dir.path().join("pruned.json");
     let doc = json_of(&[
         os("prune"),
@@ -146,7 +162,11 @@ fn prune_drops_kernels_and_the_result_still_gates() {
         .collect();
     assert_eq!(dropped.len(), 2, "{doc:#}");
     assert!(dropped.contains(&copy_key.as_str()), "{dropped:?}");
-    assert_eq!(std::fs::read(&file).unwrap(), before, "--out leaves FILE alone");
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        before,
+        "--out leaves FILE alone"
+    );
     let pruned = gpugate::baseline::load(&out).unwrap();
     let left: Vec<&str> = pruned.kernels.iter().map(|k| k.kernel.as_str()).collect();
     assert_eq!(left, ["xor_transform", "lattice_bfs"]);
@@ -155,14 +175,23 @@ fn prune_drops_kernels_and_the_result_still_gates() {
     let _lock = shared_lock();
     let check = gpugate()
         .args(["--format", "json", "check", "--kernel", "xor_transform"])
-        .args(["--confirm-runs", "0", "--threshold", MECHANICS_THRESHOLD, "--baselines"])
+        .args([
+            "--confirm-runs",
+            "0",
+            "--threshold",
+            MECHANICS_THRESHOLD,
+            "--baselines",
+        ])
         .arg(&out)
         .output()
         .unwrap();
     let report: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
     assert!(matches!(check.status.code(), Some(0 | 3)), "{report:#}");
     assert_eq!(report["rows"][0]["kernel"], "xor_transform");
-    assert!(report["rows"][0]["comparison"]["ratio"].as_f64().is_some(), "{report:#}");
+    assert!(
+        report["rows"][0]["comparison"]["ratio"].as_f64().is_some(),
+        "{report:#}"
+    );
 }
 
 /// A two-session copy: session 1 holds the last half of every kernel's runs, but only the last
@@ -189,8 +218,17 @@ fn prune_drops_a_session_renumbers_and_drops_kernels_left_too_thin() {
     assert_eq!(doc["dropped_sessions"][0]["index"], 0);
     assert_eq!(doc["sessions"], 1);
     let dropped = &doc["dropped_kernels"][0];
-    assert!(dropped["key"].as_str().unwrap().starts_with("lattice_bfs["), "{doc:#}");
-    assert!(dropped["why"].as_str().unwrap().contains("a baseline needs 2"), "{doc:#}");
+    assert!(
+        dropped["key"].as_str().unwrap().starts_with("lattice_bfs["),
+        "{doc:#}"
+    );
+    assert!(
+        dropped["why"]
+            .as_str()
+            .unwrap()
+            .contains("a baseline needs 2"),
+        "{doc:#}"
+    );
     let pruned = gpugate::baseline::load(&file).unwrap();
     assert_eq!(pruned.sessions.len(), 1);
     assert_eq!(pruned.sessions[0].driver, "later driver");
@@ -200,10 +238,17 @@ fn prune_drops_a_session_renumbers_and_drops_kernels_left_too_thin() {
         assert_eq!(k.runs.len(), was.runs.len() - was.runs.len() / 2);
         assert!(k.runs.iter().all(|r| r.session == 0));
         let medians: Vec<f64> = k.runs.iter().map(|r| r.summary.median_s).collect();
-        assert_eq!(k.median_s, gpugate::stats::median(&medians), "re-summarised");
+        assert_eq!(
+            k.median_s,
+            gpugate::stats::median(&medians),
+            "re-summarised"
+        );
     }
     // Dropping the only session left would leave nothing.
-    let (code, _, err) = baseline(false, &[os("prune"), file.as_os_str(), os("--session"), os("0")]);
+    let (code, _, err) = baseline(
+        false,
+        &[os("prune"), file.as_os_str(), os("--session"), os("0")],
+    );
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("nothing would be left"), "{err}");
 }
@@ -213,14 +258,22 @@ fn prune_refuses_names_and_sessions_not_in_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = copy(dir.path(), "b.json", |_| {});
     let before = std::fs::read(&file).unwrap();
-    for (flag, value) in [("--kernel", "gelu"), ("--kernel", "copy[n=4]"), ("--session", "1")] {
+    for (flag, value) in [
+        ("--kernel", "gelu"),
+        ("--kernel", "copy[n=4]"),
+        ("--session", "1"),
+    ] {
         let (code, _, err) = baseline(false, &[os("prune"), file.as_os_str(), os(flag), os(value)]);
         assert_eq!(code, Some(2), "{flag} {value}: {err}");
         assert!(err.contains(&format!("{flag} {value}")), "{err}");
     }
     let (code, _, err) = baseline(false, &[os("prune"), file.as_os_str()]);
     assert_eq!(code, Some(2), "nothing to drop: {err}");
-    assert_eq!(std::fs::read(&file).unwrap(), before, "a refused prune writes nothing");
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        before,
+        "a refused prune writes nothing"
+    );
 }
 
 /// Every bad file of the corpus that `check` refuses as exit 2 is refused by show, diff and
@@ -233,7 +286,11 @@ fn bad_files_are_exit_2_naming_the_file_and_field() {
     let mut seen = 0;
     for line in manifest.lines().filter(|l| !l.starts_with('#')) {
         let mut cols = line.split('\t');
-        let (case, code, wanted) = (cols.next().unwrap(), cols.next().unwrap(), cols.next().unwrap());
+        let (case, code, wanted) = (
+            cols.next().unwrap(),
+            cols.next().unwrap(),
+            cols.next().unwrap(),
+        );
         if code != "2" {
             continue;
         }
@@ -245,7 +302,10 @@ fn bad_files_are_exit_2_naming_the_file_and_field() {
         ] {
             let (got, _, err) = baseline(false, &args);
             assert_eq!(got, Some(2), "{case} {args:?}: {err}");
-            assert!(err.contains(&format!("{case}.json")) && err.contains(wanted), "{case}: {err}");
+            assert!(
+                err.contains(&format!("{case}.json")) && err.contains(wanted),
+                "{case}: {err}"
+            );
         }
         seen += 1;
     }

@@ -52,7 +52,7 @@
 //!   baseline's exit 2; a version-1 file still gates; a driver change is reported (warn) or never
 //!   passes (fail); `record --append` adds a session; `calibrate` reports.
 //! - `compare_reports`: `compare A.json B.json` on real `run --runs N --json` reports: an A/A
-//!   comparison never fails (and says when the drivers differ), eight times the work on copy fails
+//!   comparison never fails (and says when the drivers differ), three times the work on copy fails
 //!   naming it, a one-run report is exit 2 with the `--runs 3` fix, bad files (a negative sample,
 //!   a wrong type, a missing file, an error report) are exit 2 naming file and field, kernels in
 //!   one report only are listed in the notes, and nothing comparable is exit 3.
