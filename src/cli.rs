@@ -198,17 +198,44 @@ pub struct CompareArgs {
     pub before: PathBuf,
     /// The later report, judged against it.
     pub after: PathBuf,
+    /// Practical threshold in percent for every kernel [default: 5; 100 when AFTER ran on a
+    /// software adapter, as a baseline recorded there would carry].
+    #[arg(long, value_name = "PCT", value_parser = bounded::<f64>(|p| p > 0.0 && p < 1000.0, "a positive percentage below 1000"))]
+    pub threshold: Option<f64>,
+    /// Suite-wide false-alarm rate (Holm across the kernels compared).
+    #[arg(long, value_name = "P", default_value_t = compare::DEFAULT_ALPHA, value_parser = bounded::<f64>(|p| p > 0.0 && p < 0.5, "a probability in (0, 0.5)"))]
+    pub alpha: f64,
+    /// How many kernels must be conclusive for a pass: `all`, a count, or `none` (any one).
+    #[arg(long, value_name = "all|N|none", default_value = "all", value_parser = parse_value::<Require>)]
+    pub require_conclusive: Require,
     #[command(flatten)]
     pub output: OutputArgs,
 }
 
 #[derive(Args, Debug)]
 pub struct ProfileArgs {
-    /// The kernel to profile (`gpugate list` names them).
+    /// The kernel to profile (`gpugate list` names them and their parameters).
     pub kernel: String,
-    /// A parameter axis, NAME=V1,V2,… (repeatable: every combination is one point).
-    #[arg(long, value_name = "NAME=V1,V2,…")]
+    /// A parameter axis, NAME=V1,V2,… (repeatable: every combination is one point, at most
+    /// 64); parameters not swept keep the quick suite's values for this adapter.
+    #[arg(long, value_name = "NAME=V1,V2,…", required = true)]
     pub sweep: Vec<String>,
+    /// Independent runs per point: 1 in this process, more each in a fresh process.
+    #[arg(long, default_value_t = 1, value_parser = runs)]
+    pub runs: usize,
+    /// Stop sampling a point once its median's 95 % interval half-width is within this
+    /// percentage.
+    #[arg(long, value_name = "PCT", value_parser = bounded::<f64>(|p| p > 0.0 && p < 100.0, "a percentage in (0, 100)"))]
+    pub noise_target: Option<f64>,
+    /// Cap on measuring seconds per point and run.
+    #[arg(long, value_name = "SECONDS", value_parser = bounded::<f64>(|s| s > 0.0 && s <= MAX_TIME_S, "seconds in (0, 3600]"))]
+    pub max_time: Option<f64>,
+    /// Seconds one point may take before the run is a fault (exit 4) [default: as `run`].
+    #[arg(long, value_name = "SECONDS", value_parser = bounded::<f64>(|s| s > 0.0 && s <= crate::sampler::MAX_DEADLINE_S, "seconds in (0, 86400]"))]
+    pub deadline: Option<f64>,
+    /// How to time samples [default: gpu-timestamp where the adapter has it].
+    #[arg(long, value_enum)]
+    pub timing: Option<TimingMethod>,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -225,12 +252,32 @@ pub struct ReportArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum BaselineCommand {
-    /// Per kernel: runs, sessions, spread, modes and the smallest slowdown a check detects.
+    /// Per kernel: runs, sessions, median, spread, modes, threshold and the smallest slowdown a
+    /// default check detects; the file's device, driver and sessions.
     Show { file: PathBuf },
-    /// What changed between two baseline files, kernel by kernel.
+    /// What changed between two baseline files: device, drivers, and kernel by kernel medians,
+    /// runs, sessions, code and thresholds. Informational: exit 0.
     Diff { a: PathBuf, b: PathBuf },
-    /// Drop kernels or recording sessions from a baseline file.
-    Prune { file: PathBuf },
+    /// Drop kernels or recording sessions from a baseline file, re-summarise what remains and
+    /// write it atomically (in place unless --out).
+    Prune {
+        file: PathBuf,
+        /// A kernel name (every instance) or instance key to drop (repeatable).
+        #[arg(
+            long = "kernel",
+            value_name = "NAME_OR_KEY",
+            required_unless_present = "sessions"
+        )]
+        kernels: Vec<String>,
+        /// A recording session to drop, numbered from 0 as `baseline show` lists them
+        /// (repeatable); the sessions left are renumbered, and a kernel left with fewer than
+        /// 2 runs is dropped.
+        #[arg(long = "session", value_name = "N", value_parser = runs)]
+        sessions: Vec<usize>,
+        /// Write the pruned baseline here instead of over FILE.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -564,12 +611,34 @@ fn dispatch(cli: &Cli) -> Result<u8> {
     }
 }
 
-fn compare_reports(_format: Format, _args: &CompareArgs) -> Result<u8> {
-    todo!("issue 12: compare")
+fn compare_reports(format: Format, args: &CompareArgs) -> Result<u8> {
+    let opts = gate::CompareOptions {
+        threshold_pct: args.threshold,
+        alpha: args.alpha,
+        require: args.require_conclusive,
+        ..gate::CompareOptions::new(args.before.clone(), args.after.clone())
+    };
+    emit(format, &gate::compare_reports(&opts)?, &args.output)
 }
 
-fn profile(_choice: &AdapterChoice, _format: Format, _args: &ProfileArgs) -> Result<u8> {
-    todo!("issue 12: profile")
+fn profile(choice: &AdapterChoice, format: Format, args: &ProfileArgs) -> Result<u8> {
+    let opts = gate::ProfileOptions {
+        kernel: args.kernel.clone(),
+        axes: args
+            .sweep
+            .iter()
+            .map(|s| gate::parse_axis(s))
+            .collect::<Result<_>>()?,
+        runs: args.runs,
+        measure: MeasureOptions {
+            noise_target_pct: args.noise_target,
+            max_time_s: args.max_time,
+            deadline_s: args.deadline,
+            timing: args.timing,
+            ..MeasureOptions::default()
+        },
+    };
+    emit(format, &gate::profile(choice, &opts)?, &args.output)
 }
 
 /// `report A.json [B.json…] --html OUT`: one page over saved reports, oldest first (several make
@@ -591,8 +660,45 @@ fn html_report(args: &ReportArgs) -> Result<u8> {
     Ok(exit::PASS)
 }
 
-fn baseline_cmd(_format: Format, _cmd: &BaselineCommand) -> Result<u8> {
-    todo!("issue 12: baseline show/diff/prune")
+fn baseline_cmd(format: Format, cmd: &BaselineCommand) -> Result<u8> {
+    use baseline::inspect;
+    let mut out = std::io::stdout().lock();
+    let written = match cmd {
+        BaselineCommand::Show { file } => {
+            let shown = inspect::show(file)?;
+            match format {
+                Format::Table => shown.write_table(&mut out),
+                Format::Json => json(&mut out, &shown),
+            }
+        }
+        BaselineCommand::Diff { a, b } => {
+            let diff = inspect::diff(a, b)?;
+            match format {
+                Format::Table => diff.write_table(&mut out),
+                Format::Json => json(&mut out, &diff),
+            }
+        }
+        BaselineCommand::Prune {
+            file,
+            kernels,
+            sessions,
+            out: to,
+        } => {
+            let pruned = inspect::prune(file, kernels, sessions, to.as_deref())?;
+            match format {
+                Format::Table => pruned.write_table(&mut out),
+                Format::Json => json(&mut out, &pruned),
+            }
+        }
+    };
+    written.map_err(|e| Error::Usage(format!("writing to stdout: {e}")))?;
+    Ok(exit::PASS)
+}
+
+/// One JSON document on stdout (`--format json` of the baseline commands).
+fn json(out: &mut dyn Write, doc: &impl serde::Serialize) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, doc)?;
+    writeln!(out)
 }
 
 fn serve(choice: AdapterChoice, args: &ServeArgs) -> Result<u8> {

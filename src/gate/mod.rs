@@ -10,12 +10,17 @@
 //! the suite's α over every kernel judged ([`compare::holm`]).
 
 mod calibrate;
+mod compare_reports;
+mod profile;
 mod record;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 pub use calibrate::{calibrate, CalibrateOptions};
+pub use compare_reports::{compare_reports, CompareOptions, MIN_COMPARE_RUNS};
+pub use profile::{parse_axis, profile, ProfileOptions, MAX_SWEEP_POINTS};
+pub(crate) use record::detectable;
 pub use record::{bootstrap, record, BootstrapOptions, RecordOptions};
 
 use crate::baseline::{self, Baseline, BaselineKernel};

@@ -296,7 +296,7 @@ pub fn bootstrap(
 
 /// Per kernel of `base`: the smallest slowdown a check made with `opts` detects, at the
 /// threshold it would be judged by, over the whole file as Holm's family.
-pub(super) fn detectable(base: &Baseline, opts: &CheckOptions) -> Vec<report::Detectable> {
+pub(crate) fn detectable(base: &Baseline, opts: &CheckOptions) -> Vec<report::Detectable> {
     let family = base.kernels.len();
     base.kernels
         .iter()

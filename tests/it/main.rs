@@ -73,6 +73,22 @@
 //!   docs/report.schema.json and the BMF exports against tests/schemas/bmf.schema.json (Python's
 //!   jsonschema), the CSV exports read by Python's csv module; the schema's version and enums are
 //!   the code's, and it refuses unknown fields, verdicts and versions.
+//! - `compare_reports`: `compare A.json B.json` on real `run --runs N --json` reports: an A/A
+//!   comparison never fails (and says when the drivers differ), three times the work on copy fails
+//!   naming it, a one-run report is exit 2 with the `--runs 3` fix, bad files (a negative sample,
+//!   a wrong type, a missing file, an error report) are exit 2 naming file and field, kernels in
+//!   one report only are listed in the notes, and nothing comparable is exit 3.
+//! - `profile`: `profile KERNEL --sweep …` measures one row per point with its parameters, rate and
+//!   % of the measured peak, the axes in the JSON; axes combine, unswept parameters keep the quick
+//!   suite's values, `--runs 2` measures in fresh processes; bad sweeps (unknown parameter, out of
+//!   range, empty, not a number, a value or an axis twice, too many points) are exit 2 naming the
+//!   flag.
+//! - `baseline_cmd`: `baseline show` (per kernel runs, sessions, spread, modes, threshold,
+//!   detectable slowdown), `diff` (only-in-one, thresholds, kernel code and drivers changed) and
+//!   `prune` (kernels by name or key, sessions renumbered, kernels left with one run dropped,
+//!   re-summarised, the result loads and still gates) on copies of the recorded baseline; unknown
+//!   names and sessions and every exit-2 file of the bad-baseline corpus are exit 2 naming the
+//!   flag, or the file and field.
 //! - `scripts`: `scripts/ensure-rust` on a stub machine (keeps a new cargo, installs Debian's
 //!   cargo-web over an old or missing one, adds clippy/rustfmt the toolchain's way, or stops
 //!   naming the commands to run); shellcheck passes on `scripts/` and `.ci/run`.
@@ -83,13 +99,16 @@
 //!   JSON document while bars are drawn.
 
 mod bad_input;
+mod baseline_cmd;
 mod ci_reports;
+mod compare_reports;
 mod faults;
 mod gate;
 mod html;
 mod http;
 mod kernels;
 mod manifests;
+mod profile;
 mod reports;
 mod scripts;
 mod serve;

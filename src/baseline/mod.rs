@@ -3,6 +3,8 @@
 //! A baseline keeps each independent run's raw samples, so a later gpugate can re-test them with
 //! different statistics. Files are validated on load; every error names the file and the field.
 
+pub mod inspect;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
