@@ -79,6 +79,9 @@ const CASES: &[Case] = &[
     // Under CI a bootstrap records and stops (exit 3): the bootstrap report without a self-check.
     report("check-bootstrap", &["check", "--record-missing", "--record-runs", "2", "--baselines", "{out}/baselines", "--kernel", "copy", "--max-time", "0.2"], 3).env(&[("CI", "true")]),
     report("calibrate", &["calibrate", "--checks", "1", "--baselines", "{baseline}", "--kernel", "copy", "--max-time", "0.2", "--threshold", MECHANICS_THRESHOLD], 0),
+    report("compare", &["compare", "{json:run-2}", "{json:run-2}", "--threshold", MECHANICS_THRESHOLD], 0),
+    report("profile", &["profile", "copy", "--sweep", "n=1024,4096", "--max-time", "0.2"], 0),
+    failed("compare-one-run", &["compare", "{json:run}", "{json:run-2}"], 2, "report_file"),
     failed("no-baseline", &["check", "--baselines", "{out}", "--kernel", "copy", "--max-time", "0.2"], 3, "no_baseline"),
     failed("no-adapter", &["--adapter", "no-such-adapter", "run", "--kernel", "copy"], 3, "adapter_not_found"),
     failed("bad-baseline", &["check", "--baselines", "{corpus}/batch-zero.json"], 2, "baseline_file"),
@@ -93,6 +96,9 @@ const SINKS: &[(&str, &str)] = &[
     ("--json", "{dir}/report.json"),
     ("--export", "bmf={dir}/bmf.json"),
     ("--export", "csv={dir}/report.csv"),
+    ("--export", "md={dir}/summary.md"),
+    ("--junit", "{dir}/junit.xml"),
+    ("--html", "{dir}/report.html"),
 ];
 
 /// What one case left: its directory and its report (stdout).
@@ -107,6 +113,9 @@ impl Made {
     }
     fn bmf(&self) -> PathBuf {
         self.dir.join("bmf.json")
+    }
+    fn junit(&self) -> PathBuf {
+        self.dir.join("junit.xml")
     }
     fn csv(&self) -> PathBuf {
         self.dir.join("report.csv")
@@ -368,10 +377,30 @@ fn every_report_kind_is_valid_and_written_on_every_exit() {
     for (name, m) in &made {
         check_bmf(name, m);
     }
+    // Every kind's JUnit file, error reports included, against Jenkins' schema (ci_reports reads
+    // the testcases of a few kinds closely).
+    let junit = of(Made::junit);
+    let out = std::process::Command::new(python())
+        .args([
+            "-c",
+            "import sys, xmlschema\n\
+             schema = xmlschema.XMLSchema(sys.argv[1])\n\
+             [schema.validate(p) for p in sys.argv[2:]]",
+        ])
+        .arg(root().join("tests/schemas/junit-10.xsd"))
+        .args(&junit)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The kinds the brief promises are all there.
     let field = |name: &str, f: &str| made[name].report.get(f).is_some();
     assert!(field("check", "policy") && field("check-bootstrap", "bootstrap"));
     assert!(field("calibrate", "calibration"));
+    assert!(field("compare", "compared") && field("profile", "sweep"));
     let regressed = &made["check-regression"].report;
     assert!(
         unsettled(regressed) || regressed["rows"][0]["verdict"] == "regression",
