@@ -98,11 +98,9 @@ pub enum Command {
     MeasureChild,
 }
 
+/// How long and how finely to sample, for every command that measures (`profile` included).
 #[derive(Args, Debug, Clone)]
-pub struct MeasureArgs {
-    /// Only these kernels (repeatable).
-    #[arg(long = "kernel", value_name = "NAME")]
-    pub kernels: Vec<String>,
+pub struct SamplingArgs {
     /// Stop sampling a kernel once its median's 95 % interval half-width is within this
     /// percentage: both the order-statistic interval and the batch-means one, which accounts
     /// for autocorrelated samples.
@@ -120,6 +118,15 @@ pub struct MeasureArgs {
     /// [default: gpu-timestamp where the adapter has it; a check uses its baseline's].
     #[arg(long, value_enum)]
     pub timing: Option<TimingMethod>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct MeasureArgs {
+    /// Only these kernels (repeatable).
+    #[arg(long = "kernel", value_name = "NAME")]
+    pub kernels: Vec<String>,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
     /// Test only: encode KERNEL FACTOR times per iteration — real extra work, counted once.
     #[arg(long, value_name = "KERNEL=FACTOR", hide = true)]
     pub test_slowdown: Vec<String>,
@@ -223,19 +230,8 @@ pub struct ProfileArgs {
     /// Independent runs per point: 1 in this process, more each in a fresh process.
     #[arg(long, default_value_t = 1, value_parser = runs)]
     pub runs: usize,
-    /// Stop sampling a point once its median's 95 % interval half-width is within this
-    /// percentage.
-    #[arg(long, value_name = "PCT", value_parser = bounded::<f64>(|p| p > 0.0 && p < 100.0, "a percentage in (0, 100)"))]
-    pub noise_target: Option<f64>,
-    /// Cap on measuring seconds per point and run.
-    #[arg(long, value_name = "SECONDS", value_parser = bounded::<f64>(|s| s > 0.0 && s <= MAX_TIME_S, "seconds in (0, 3600]"))]
-    pub max_time: Option<f64>,
-    /// Seconds one point may take before the run is a fault (exit 4) [default: as `run`].
-    #[arg(long, value_name = "SECONDS", value_parser = bounded::<f64>(|s| s > 0.0 && s <= crate::sampler::MAX_DEADLINE_S, "seconds in (0, 86400]"))]
-    pub deadline: Option<f64>,
-    /// How to time samples [default: gpu-timestamp where the adapter has it].
-    #[arg(long, value_enum)]
-    pub timing: Option<TimingMethod>,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -420,10 +416,10 @@ impl MeasureArgs {
             .collect::<Result<_>>()?;
         let opts = MeasureOptions {
             kernels: self.kernels.clone(),
-            noise_target_pct: self.noise_target,
-            max_time_s: self.max_time,
-            deadline_s: self.deadline,
-            timing: self.timing,
+            noise_target_pct: self.sampling.noise_target,
+            max_time_s: self.sampling.max_time,
+            deadline_s: self.sampling.deadline,
+            timing: self.sampling.timing,
             slowdown,
         };
         opts.validate()?;
@@ -631,10 +627,10 @@ fn profile(choice: &AdapterChoice, format: Format, args: &ProfileArgs) -> Result
             .collect::<Result<_>>()?,
         runs: args.runs,
         measure: MeasureOptions {
-            noise_target_pct: args.noise_target,
-            max_time_s: args.max_time,
-            deadline_s: args.deadline,
-            timing: args.timing,
+            noise_target_pct: args.sampling.noise_target,
+            max_time_s: args.sampling.max_time,
+            deadline_s: args.sampling.deadline,
+            timing: args.sampling.timing,
             ..MeasureOptions::default()
         },
     };

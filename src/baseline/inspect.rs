@@ -13,6 +13,7 @@ use crate::compare::{self, Mode};
 use crate::device::Fingerprint;
 use crate::error::{Error, Result};
 use crate::gate::{self, CheckOptions};
+use crate::report::fmt_time;
 
 /// `baseline show`: the file and, per kernel, what a default check can see against it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -116,23 +117,7 @@ pub fn show(path: &Path) -> Result<Shown> {
             }
         })
         .collect();
-    let sessions = base
-        .sessions
-        .iter()
-        .enumerate()
-        .map(|(i, s)| ShownSession {
-            index: i,
-            recorded_at: s.recorded_at,
-            gpugate_version: s.gpugate_version.clone(),
-            driver: s.driver.clone(),
-            runs: base
-                .kernels
-                .iter()
-                .flat_map(|k| &k.runs)
-                .filter(|r| r.session as usize == i)
-                .count(),
-        })
-        .collect();
+    let sessions = shown_sessions(&base, |_| true);
     Ok(Shown {
         file: path.display().to_string(),
         schema_version: base.schema_version,
@@ -153,14 +138,25 @@ pub fn show(path: &Path) -> Result<Shown> {
     })
 }
 
-fn fmt_time(s: f64) -> String {
-    if s >= 1.0 {
-        format!("{s:.3} s")
-    } else if s >= 1e-3 {
-        format!("{:.3} ms", s * 1e3)
-    } else {
-        format!("{:.2} µs", s * 1e6)
-    }
+/// The file's recording sessions that `pick` selects (by index), with their run counts.
+fn shown_sessions(base: &Baseline, pick: impl Fn(usize) -> bool) -> Vec<ShownSession> {
+    base.sessions
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| pick(*i))
+        .map(|(i, s)| ShownSession {
+            index: i,
+            recorded_at: s.recorded_at,
+            gpugate_version: s.gpugate_version.clone(),
+            driver: s.driver.clone(),
+            runs: base
+                .kernels
+                .iter()
+                .flat_map(|k| &k.runs)
+                .filter(|r| r.session as usize == i)
+                .count(),
+        })
+        .collect()
 }
 
 fn fmt_slowdown(r: Option<f64>) -> String {
@@ -555,24 +551,7 @@ pub fn prune(
         }
         hit.is_none()
     });
-    let dropped_sessions: Vec<ShownSession> = base
-        .sessions
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| sessions.contains(i))
-        .map(|(i, s)| ShownSession {
-            index: i,
-            recorded_at: s.recorded_at,
-            gpugate_version: s.gpugate_version.clone(),
-            driver: s.driver.clone(),
-            runs: base
-                .kernels
-                .iter()
-                .flat_map(|k| &k.runs)
-                .filter(|r| r.session as usize == i)
-                .count(),
-        })
-        .collect();
+    let dropped_sessions = shown_sessions(&base, |i| sessions.contains(&i));
     if !sessions.is_empty() {
         // Old index → new index of the sessions kept.
         let renumber: Vec<Option<u32>> = {

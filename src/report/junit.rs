@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use quick_junit::{NonSuccessKind, Property, TestCase, TestCaseStatus, TestSuite};
 
-use super::{Report, Reporter, Row};
+use super::{fmt_time, Report, Reporter, Row};
 use crate::compare::{Comparison, Verdict};
 
 pub struct Junit;
@@ -223,19 +223,6 @@ fn measuring_time_s(report: &Report, key: &str) -> f64 {
 }
 
 // The texts every CI surface shows (JUnit, GitHub annotations, Markdown).
-
-/// A time per iteration, in the unit that reads best.
-pub(super) fn fmt_time(s: f64) -> String {
-    if !s.is_finite() {
-        "n/a".into()
-    } else if s >= 1.0 {
-        format!("{s:.3} s")
-    } else if s >= 1e-3 {
-        format!("{:.3} ms", s * 1e3)
-    } else {
-        format!("{:.2} µs", s * 1e6)
-    }
-}
 
 /// A time ratio as a signed percentage change: 1.25 → "+25.0 %".
 pub(super) fn fmt_change(ratio: f64) -> String {

@@ -9,7 +9,8 @@
 
 use std::io::{self, Write};
 
-use super::junit::{fmt_change, fmt_time, inconclusive_text};
+use super::fmt_time;
+use super::junit::{fmt_change, inconclusive_text};
 use super::{Report, Reporter, Row};
 use crate::compare::Verdict;
 

@@ -414,6 +414,20 @@ pub fn apply_peaks(rows: &mut [Row], ceilings: &[Ceiling]) {
     }
 }
 
+/// A time per iteration in the unit that reads best (`1.500 ms`, `2.50 µs`); `n/a` when it could
+/// not be computed. Every text writer uses it, so a time reads the same everywhere.
+pub fn fmt_time(s: f64) -> String {
+    if !s.is_finite() {
+        "n/a".into()
+    } else if s >= 1.0 {
+        format!("{s:.3} s")
+    } else if s >= 1e-3 {
+        format!("{:.3} ms", s * 1e3)
+    } else {
+        format!("{:.2} µs", s * 1e6)
+    }
+}
+
 pub trait Reporter {
     fn write(&self, report: &Report, out: &mut dyn Write) -> io::Result<()>;
 }

@@ -9,7 +9,7 @@ use std::io::{self, IsTerminal, Write};
 
 use comfy_table::{presets, CellAlignment, Color, ColumnConstraint, ContentArrangement, Width};
 
-use super::{Bootstrap, Calibration, CeilingSource, Report, Reporter, Row};
+use super::{fmt_time, Bootstrap, Calibration, CeilingSource, Report, Reporter, Row};
 use crate::compare::Verdict;
 use crate::sampler::StopReason;
 
@@ -70,18 +70,6 @@ impl Layout {
 /// (<https://no-color.org>: any non-empty value disables it).
 pub fn colour_allowed(terminal: bool) -> bool {
     terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-}
-
-fn fmt_time(s: f64) -> String {
-    if !s.is_finite() {
-        "-".into()
-    } else if s >= 1.0 {
-        format!("{s:.3} s")
-    } else if s >= 1e-3 {
-        format!("{:.3} ms", s * 1e3)
-    } else {
-        format!("{:.2} µs", s * 1e6)
-    }
 }
 
 /// What an empty cell shows; a column of nothing else is left out.
