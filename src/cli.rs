@@ -152,6 +152,37 @@ pub struct OutputArgs {
     pub html: Option<PathBuf>,
 }
 
+impl OutputArgs {
+    /// Every file asked for, with the flag that asked.
+    fn paths(&self) -> Vec<(&'static str, &PathBuf)> {
+        let mut paths = vec![];
+        paths.extend(self.json.iter().map(|p| ("--json", p)));
+        paths.extend(self.junit.iter().map(|p| ("--junit", p)));
+        paths.extend(self.export.iter().map(|e| ("--export", &e.path)));
+        paths.extend(self.html.iter().map(|p| ("--html", p)));
+        paths
+    }
+
+    /// Each file's directory exists (checked before anything is measured); exit 2 naming the
+    /// flag otherwise.
+    fn check_paths(&self) -> Result<()> {
+        for (flag, path) in self.paths() {
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => std::path::Path::new("."),
+            };
+            if !dir.is_dir() {
+                return Err(Error::Usage(format!(
+                    "{flag} {}: directory {} does not exist",
+                    path.display(),
+                    dir.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One `--export KIND=FILE`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Export {
@@ -521,7 +552,13 @@ pub fn run(cli: Cli) -> Result<u8> {
         .command
         .output()
         .map(|(name, output)| (name, output.clone()));
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(&cli)));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // A file that cannot be written should fail now, not after minutes of measuring.
+        if let Some((_, output)) = &sinks {
+            output.check_paths()?;
+        }
+        dispatch(&cli)
+    }));
     let failed = match &outcome {
         Ok(Err(e)) => Some(Report::from_error("?", e)),
         Err(_) => Some(Report::from_error(
@@ -996,19 +1033,37 @@ fn emit(format: Format, report: &Report, output: &OutputArgs) -> Result<u8> {
 }
 
 /// Write a whole file through `write`, naming the file on failure.
+/// A regular file (or a new one) is written beside itself and renamed over, so a write that
+/// fails half-way never truncates an earlier report; anything else (`/dev/stdout`, a pipe) is
+/// written in place.
 fn write_file(
     path: &PathBuf,
     write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> Result<()> {
-    std::fs::File::create(path)
+    let replace = std::fs::metadata(path).map_or(true, |m| m.is_file());
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let target = match (&name, replace) {
+        (Some(name), true) => path.with_file_name(format!(".{name}.gpugate-tmp")),
+        _ => path.clone(),
+    };
+    std::fs::File::create(&target)
         .and_then(|file| {
             let mut out = std::io::BufWriter::new(file);
             write(&mut out)?;
             out.flush()
         })
-        .map_err(|source| Error::Io {
-            path: path.clone(),
-            source,
+        .and_then(|()| match target == *path {
+            true => Ok(()),
+            false => std::fs::rename(&target, path),
+        })
+        .map_err(|source| {
+            if target != *path {
+                let _ = std::fs::remove_file(&target);
+            }
+            Error::Io {
+                path: path.clone(),
+                source,
+            }
         })
 }
 

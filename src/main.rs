@@ -8,8 +8,12 @@ fn main() -> ExitCode {
     let cli = gpugate::cli::Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| "gpugate=info,tower_http=info,wgpu_core=warn,wgpu_hal=warn".into());
+    // Coloured log lines only on a terminal and without NO_COLOR, as the table and the bars.
+    let colour =
+        gpugate::report::colour_allowed(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let logs = tracing_subscriber::fmt()
         .with_writer(gpugate::progress::stderr)
+        .with_ansi(colour)
         .with_env_filter(filter);
     match cli.log_format {
         gpugate::cli::LogFormat::Human => logs.init(),

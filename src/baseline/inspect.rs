@@ -279,7 +279,7 @@ impl Shown {
             &[
                 "kernel",
                 "runs",
-                "sessions",
+                "session ids",
                 "median",
                 "spread",
                 "modes",

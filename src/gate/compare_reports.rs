@@ -234,7 +234,11 @@ pub fn compare_reports(opts: &CompareOptions) -> Result<Report> {
     }
     note_devices(&mut notes, &before, &after);
 
-    let software = after.fingerprint.as_ref().is_some_and(|f| f.is_software());
+    // Either side on a software adapter: processes there settle up to 2× apart, so its
+    // threshold applies whichever side it is.
+    let software = [&before, &after]
+        .iter()
+        .any(|r| r.fingerprint.as_ref().is_some_and(|f| f.is_software()));
     let threshold = opts
         .threshold_pct
         .or(software.then_some(baseline::SOFTWARE_THRESHOLD_PCT))
@@ -252,6 +256,12 @@ pub fn compare_reports(opts: &CompareOptions) -> Result<Report> {
             Model::fit(&medians, &vec![0; before.runs.len()])
         })
         .collect();
+    notes.push(format!(
+        "{} is fitted as one recording session: a shift of a whole invocation (clocks, another \
+         machine) is not estimated and reads as a change, so compare builds measured on the \
+         same machine",
+        name(&opts.before)
+    ));
     let mut comparisons: Vec<compare::Comparison> = common
         .iter()
         .zip(&models)

@@ -190,12 +190,63 @@ pub fn load(path: &Path) -> Result<Report> {
         path: path.to_path_buf(),
         source,
     })?;
-    let de = &mut serde_json::Deserializer::from_str(&text);
-    serde_path_to_error::deserialize(de).map_err(|e| Error::ReportFile {
+    let bad = |field: String, reason: String| Error::ReportFile {
         path: path.to_path_buf(),
-        field: e.path().to_string(),
-        reason: e.into_inner().to_string(),
-    })
+        field,
+        reason,
+    };
+    let de = &mut serde_json::Deserializer::from_str(&text);
+    let report: Report = serde_path_to_error::deserialize(de)
+        .map_err(|e| bad(e.path().to_string(), e.into_inner().to_string()))?;
+    // A saved report is someone else's file: what the text writers print from it must not carry
+    // control characters (a newline followed by `::error::` is a GitHub workflow command on
+    // stdout), and rows must name gpugate's kernels (a key starting with `=` is a spreadsheet
+    // formula in the CSV export).
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| bad(String::new(), e.to_string()))?;
+    if let Some(field) = control_character_at(&value, String::new()) {
+        return Err(bad(field, "a string holds a control character".into()));
+    }
+    for (i, row) in report.rows.iter().enumerate() {
+        if crate::workload::find(&row.kernel).is_err() {
+            return Err(bad(
+                format!("rows[{i}].kernel"),
+                format!("unknown kernel {:?}", row.kernel),
+            ));
+        }
+        if row.key != row.kernel && !row.key.starts_with(&format!("{}[", row.kernel)) {
+            return Err(bad(
+                format!("rows[{i}].key"),
+                format!("{:?} is not an instance key of {}", row.key, row.kernel),
+            ));
+        }
+    }
+    Ok(report)
+}
+
+/// The path of the first string (key or value) under `value` holding a control character.
+fn control_character_at(value: &serde_json::Value, at: String) -> Option<String> {
+    let controlled = |s: &str| s.chars().any(char::is_control);
+    match value {
+        serde_json::Value::String(s) => controlled(s).then_some(at),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| control_character_at(v, format!("{at}[{i}]"))),
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+            let here = if at.is_empty() {
+                k.clone()
+            } else {
+                format!("{at}.{k}")
+            };
+            if controlled(k) {
+                Some(here)
+            } else {
+                control_character_at(v, here)
+            }
+        }),
+        _ => None,
+    }
 }
 
 /// A device ceiling: the best rate of its unit's peak kernel (peak_bandwidth for GB/s, peak_fma
@@ -438,5 +489,44 @@ impl Reporter for Json {
     fn write(&self, report: &Report, out: &mut dyn Write) -> io::Result<()> {
         serde_json::to_writer_pretty(&mut *out, report)?;
         writeln!(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CI fixture report with `spoil` applied, saved, and loaded back.
+    fn load_spoilt(spoil: impl FnOnce(&mut serde_json::Value)) -> Result<Report> {
+        let fixture = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/ci-check-report.json"
+        );
+        let mut doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
+        spoil(&mut doc);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("report.json");
+        std::fs::write(&path, doc.to_string()).unwrap();
+        load(&path)
+    }
+
+    #[test]
+    fn a_saved_report_cannot_smuggle_commands_or_formulas_into_the_text_sinks() {
+        load_spoilt(|_| {}).expect("the fixture loads");
+        let field = |r: Result<Report>| match r {
+            Err(Error::ReportFile { field, .. }) => field,
+            other => panic!("expected a refusal, got {other:?}"),
+        };
+        // A newline then a workflow command: GitHub would run it from the table on stdout.
+        let r = load_spoilt(|d| d["rows"][0]["key"] = "sgemm[n=64]\n::error::pwned".into());
+        assert_eq!(field(r), "rows[0].key");
+        let r = load_spoilt(|d| d["notes"] = serde_json::json!(["ok", "x\r::stop-commands::t"]));
+        assert_eq!(field(r), "notes[1]");
+        // A formula in the CSV export's first cell.
+        let r = load_spoilt(|d| d["rows"][0]["key"] = "=HYPERLINK(\"http://x\")".into());
+        assert_eq!(field(r), "rows[0].key");
+        let r = load_spoilt(|d| d["rows"][0]["kernel"] = "no_such_kernel".into());
+        assert_eq!(field(r), "rows[0].kernel");
     }
 }

@@ -213,7 +213,9 @@ fn gl_is_not_offered() {
 #[test]
 fn a_regression_with_an_unwritable_json_path_exits_1() {
     let (dir, file) = crate::trust::doctored(crate::trust::copy_five_times_faster);
-    let unwritable = dir.path().join("no-such-dir").join("report.json");
+    // A directory where the file should go: found out only when the report is written.
+    let unwritable = dir.path().join("report.json");
+    std::fs::create_dir(&unwritable).unwrap();
 
     let _lock = timing_lock();
     let out = gpugate()
@@ -234,6 +236,22 @@ fn a_regression_with_an_unwritable_json_path_exits_1() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
         err.contains("report.json") && err.contains("exit 1 stands"),
+        "{err}"
+    );
+
+    // A file in a directory that does not exist is refused before anything is measured.
+    let missing = dir.path().join("no-such-dir").join("report.json");
+    let out = gpugate()
+        .args(["check", "--kernel", "copy", "--baselines"])
+        .arg(&file)
+        .arg("--junit")
+        .arg(&missing)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--junit") && err.contains("does not exist"),
         "{err}"
     );
 }

@@ -524,7 +524,7 @@ fn roofline(report: &Report) -> Markup {
                                 @if let Some(p) = row.pct_of_peak { " (" (percent(p)) " of the " (row.unit.label()) " peak)" }
                             }
                         }
-                        text x=(num(x.map(*ai) + 7.0)) y=(num(y.map(*gf) - 6.0)) { (row.kernel) }
+                        text x=(num(x.map(*ai) + 7.0)) y=(num(y.map(*gf) - 6.0)) { (row.key) }
                     }
                 } @else {
                     text x=(num(frame.left)) y="40" { "no kernel with a FLOP count and no ceiling to draw" }
@@ -536,7 +536,7 @@ fn roofline(report: &Report) -> Markup {
                             @let yy = strip_top + 10.0 + i as f64 * 22.0;
                             @let share = row.pct_of_peak.filter(|p| p.is_finite() && *p >= 0.0);
                             @let full = frame.width - frame.right - frame.left - 200.0;
-                            text x=(num(frame.left + 150.0)) y=(num(yy + 12.0)) text-anchor="end" { (row.kernel) }
+                            text x=(num(frame.left + 150.0)) y=(num(yy + 12.0)) text-anchor="end" { (row.key) }
                             rect x=(num(frame.left + 160.0)) y=(num(yy)) width=(num(full)) height="14" fill="#f3f3f3" {}
                             rect.share data-kernel=(row.key) x=(num(frame.left + 160.0)) y=(num(yy))
                                 width=(num(full * share.unwrap_or(0.0).min(1.0))) height="14" fill="#1f77b4" {
