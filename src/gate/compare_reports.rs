@@ -6,16 +6,13 @@
 use std::path::{Path, PathBuf};
 
 use crate::baseline;
-use crate::compare::{
-    self, Design, GateOutcome, Judged, Model, Policy, Reason, Require, RunMedians, Verdict,
-};
+use crate::compare::{self, Design, GateOutcome, Model, Policy, Require, RunMedians, Verdict};
 use crate::error::{Error, Result};
 use crate::report::{self, CheckPolicy, Compared, Report};
 use crate::runner::{KernelResult, RunResult};
 use crate::stats;
-use crate::telemetry;
 
-use super::rows;
+use super::{rows, unfit};
 
 /// Fewest runs per side: one run says nothing about run-to-run noise.
 pub const MIN_COMPARE_RUNS: usize = 2;
@@ -144,32 +141,6 @@ fn per_run(runs: &[RunResult], j: usize) -> Vec<&KernelResult> {
     runs.iter().map(|r| &r.kernels[j]).collect()
 }
 
-/// Why a side's runs of one kernel must not be judged (the gate's own overrides).
-fn unfit(side: &str, results: &[&KernelResult]) -> Option<(Reason, String)> {
-    if let Some(why) = results
-        .iter()
-        .find_map(|r| telemetry::contended(&r.telemetry))
-    {
-        return Some((
-            Reason::Contended,
-            format!("{side}: the GPU was busy with other work around a run: {why}"),
-        ));
-    }
-    results
-        .iter()
-        .position(|r| !r.measurement.warmup.steady)
-        .map(|n| {
-            (
-                Reason::Unsteady,
-                format!(
-                    "{side} run {} of {}: warm-up did not settle, so its times are not comparable",
-                    n + 1,
-                    results.len()
-                ),
-            )
-        })
-}
-
 /// Compare two saved reports: per kernel in both, Δ %, interval and verdict; exit codes as
 /// `check` (0 pass, 1 regression or wrong result, 3 inconclusive or nothing comparable).
 pub fn compare_reports(opts: &CompareOptions) -> Result<Report> {
@@ -269,8 +240,12 @@ pub fn compare_reports(opts: &CompareOptions) -> Result<Report> {
             let now = per_run(&after.runs, a);
             let current = RunMedians::from_summaries(now.iter().map(|k| &k.summary));
             let mut c = compare::compare(model, &current, policy);
-            let unfit = unfit(&name(&opts.before), &per_run(&before.runs, b))
-                .or_else(|| unfit(&name(&opts.after), &now));
+            // Either side's runs unfit to compare, named by its file.
+            let side = |path: &Path, runs: &[&KernelResult]| {
+                unfit(runs).map(|(reason, why)| (reason, format!("{}: {why}", name(path))))
+            };
+            let unfit =
+                side(&opts.before, &per_run(&before.runs, b)).or_else(|| side(&opts.after, &now));
             if let Some((reason, why)) = unfit {
                 c.set_inconclusive(reason, why);
             }
@@ -319,14 +294,7 @@ pub fn compare_reports(opts: &CompareOptions) -> Result<Report> {
     note_measured_unlike(&mut notes, &before, &after, &common);
     report::apply_peaks(&mut rows, &after.ceilings);
 
-    let judged: Vec<Judged> = rows
-        .iter()
-        .map(|r| Judged {
-            key: r.key.clone(),
-            verdict: r.verdict,
-            reason: r.comparison.as_ref().and_then(|c| c.inconclusive),
-        })
-        .collect();
+    let judged = super::judged_rows(&rows);
     let mut outcome: GateOutcome = compare::gate(&judged, opts.require);
     if judged.is_empty() {
         outcome.message = format!(

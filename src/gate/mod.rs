@@ -31,7 +31,7 @@ use crate::compare::{
 use crate::device::{AdapterChoice, Gpu};
 use crate::error::{exit, Error, Result};
 use crate::report::{self, CheckPolicy, DriverChange, Report, Row, Unsupported};
-use crate::runner::{self, Plan, PlanItem, RunResult};
+use crate::runner::{self, KernelResult, Plan, PlanItem, RunResult};
 use crate::sampler::{SamplerConfig, TimingMethod};
 use crate::telemetry;
 use crate::workload::{self, suite, suite::Suite};
@@ -357,25 +357,8 @@ pub fn check(choice: &AdapterChoice, opts: &CheckOptions) -> Result<Report> {
         let current = RunMedians::from_summaries(per_run.iter().map(|r| &r.summary));
         let k = chosen[chosen_index].1;
         let mut c = compare::compare(&models[chosen_index], &current, opts.policy(&base, k));
-        if let Some(why) = per_run
-            .iter()
-            .find_map(|r| telemetry::contended(&r.telemetry))
-        {
-            c.set_inconclusive(
-                Reason::Contended,
-                format!(
-                    "the GPU was busy with other work around a run, so it is not judged: {why}"
-                ),
-            );
-        } else if let Some(n) = per_run.iter().position(|r| !r.measurement.warmup.steady) {
-            c.set_inconclusive(
-                Reason::Unsteady,
-                format!(
-                    "run {} of {}: warm-up did not settle, so its times are not comparable",
-                    n + 1,
-                    per_run.len()
-                ),
-            );
+        if let Some((reason, why)) = unfit(&per_run) {
+            c.set_inconclusive(reason, why);
         }
         c
     };
@@ -446,15 +429,7 @@ pub fn check(choice: &AdapterChoice, opts: &CheckOptions) -> Result<Report> {
     }
     let ceilings = check_ceilings(&rows, &base);
     report::apply_peaks(&mut rows, &ceilings);
-    let judged: Vec<Judged> = rows
-        .iter()
-        .map(|r| Judged {
-            key: r.key.clone(),
-            verdict: r.verdict,
-            reason: r.comparison.as_ref().and_then(|c| c.inconclusive),
-        })
-        .collect();
-    let mut outcome = compare::gate(&judged, opts.require);
+    let mut outcome = compare::gate(&judged_rows(&rows), opts.require);
     if let Some(d) = driver_change
         .as_ref()
         .filter(|d| d.policy == DriverPolicy::Fail)
@@ -498,6 +473,44 @@ pub fn check(choice: &AdapterChoice, opts: &CheckOptions) -> Result<Report> {
         runs: results,
         confirmation_runs,
     })
+}
+
+/// Why one kernel's runs cannot be compared whatever their times: another process used the GPU
+/// around a run (contended), or a run's warm-up did not settle (unsteady).
+fn unfit(per_run: &[&KernelResult]) -> Option<(Reason, String)> {
+    if let Some(why) = per_run
+        .iter()
+        .find_map(|r| telemetry::contended(&r.telemetry))
+    {
+        return Some((
+            Reason::Contended,
+            format!("the GPU was busy with other work around a run, so it is not judged: {why}"),
+        ));
+    }
+    per_run
+        .iter()
+        .position(|r| !r.measurement.warmup.steady)
+        .map(|n| {
+            (
+                Reason::Unsteady,
+                format!(
+                    "run {} of {}: warm-up did not settle, so its times are not comparable",
+                    n + 1,
+                    per_run.len()
+                ),
+            )
+        })
+}
+
+/// Each row's final word, as [`compare::gate`] takes it.
+fn judged_rows(rows: &[Row]) -> Vec<Judged> {
+    rows.iter()
+        .map(|r| Judged {
+            key: r.key.clone(),
+            verdict: r.verdict,
+            reason: r.comparison.as_ref().and_then(|c| c.inconclusive),
+        })
+        .collect()
 }
 
 /// A check's ceilings: measured where the peak kernels were checked, else the baseline's (a
@@ -568,21 +581,38 @@ pub fn run(choice: &AdapterChoice, opts: &RunOptions) -> Result<Report> {
     let chosen = plan.items.len();
     plan.items
         .extend(ceiling_items(&gpu, opts.suite, &opts.measure, &plan)?);
+    let mut report = measure_with_ceilings(choice, gpu, "run", &plan, chosen, opts.runs)?;
+    note_unsupported(&mut report.outcome, &unsupported);
+    report.unsupported = unsupported;
+    Ok(report)
+}
+
+/// Measure `plan` — its first `chosen` items the report's rows, the rest ceiling kernels (see
+/// [`ceiling_items`]) — in this process for one run, else in `runs` fresh processes; a
+/// `command` report judged for correctness only, with % of peak from the ceilings and a note for
+/// a ceiling kernel that computed a wrong result.
+fn measure_with_ceilings(
+    choice: &AdapterChoice,
+    gpu: Gpu,
+    command: &str,
+    plan: &Plan,
+    chosen: usize,
+    runs: usize,
+) -> Result<Report> {
     let fingerprint = gpu.fingerprint.clone();
-    let results = if opts.runs == 1 || plan.items.is_empty() {
-        vec![runner::run_in_process(&gpu, &plan)?]
+    let results = if runs == 1 || plan.items.is_empty() {
+        vec![runner::run_in_process(&gpu, plan)?]
     } else {
         let key = fingerprint.device_key();
-        drop(gpu);
-        measure_fresh(choice, &key, &plan, opts.runs)?
+        drop(gpu); // children open their own device
+        measure_fresh(choice, &key, plan, runs)?
     };
     let mut rows = rows(&results, |_| None);
     let ceilings = report::measured_ceilings(&rows);
     let extra = rows.split_off(chosen);
     report::apply_peaks(&mut rows, &ceilings);
-    let mut outcome = correctness_outcome(&rows);
-    note_unsupported(&mut outcome, &unsupported);
-    let mut report = Report::new("run", fingerprint, outcome, rows, unsupported, results);
+    let outcome = correctness_outcome(&rows);
+    let mut report = Report::new(command, fingerprint, outcome, rows, vec![], results);
     report.ceilings = ceilings;
     for row in extra.iter().filter(|r| !r.verification.ok) {
         report.notes.push(format!(

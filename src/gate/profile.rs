@@ -5,11 +5,11 @@
 
 use crate::device::{AdapterChoice, Gpu};
 use crate::error::{Error, Result};
-use crate::report::{self, Axis, Report, Sweep};
-use crate::runner::{self, Plan, PlanItem};
+use crate::report::{Axis, Report, Sweep};
+use crate::runner::{Plan, PlanItem};
 use crate::workload::{self, suite, suite::Suite, Kernel, Params};
 
-use super::{at_least, ceiling_items, correctness_outcome, measure_fresh, rows, MeasureOptions};
+use super::{at_least, ceiling_items, measure_with_ceilings, MeasureOptions};
 
 /// Most points one sweep may have: every point is measured for up to `--max-time`.
 pub const MAX_SWEEP_POINTS: usize = 64;
@@ -201,30 +201,10 @@ pub fn profile(choice: &AdapterChoice, opts: &ProfileOptions) -> Result<Report> 
     let chosen = plan.items.len();
     plan.items
         .extend(ceiling_items(&gpu, Suite::Quick, &ceilings_for, &plan)?);
-    let fingerprint = gpu.fingerprint.clone();
-    let results = if opts.runs == 1 {
-        vec![runner::run_in_process(&gpu, &plan)?]
-    } else {
-        let key = fingerprint.device_key();
-        drop(gpu); // children open their own device
-        measure_fresh(choice, &key, &plan, opts.runs)?
-    };
-    let mut rows = rows(&results, |_| None);
-    let ceilings = report::measured_ceilings(&rows);
-    let extra = rows.split_off(chosen);
-    report::apply_peaks(&mut rows, &ceilings);
-    let outcome = correctness_outcome(&rows);
-    let mut report = Report::new("profile", fingerprint, outcome, rows, vec![], results);
-    report.ceilings = ceilings;
+    let mut report = measure_with_ceilings(choice, gpu, "profile", &plan, chosen, opts.runs)?;
     report.sweep = Some(Sweep {
         kernel: kernel.name().to_string(),
         axes: opts.axes.clone(),
     });
-    for row in extra.iter().filter(|r| !r.verification.ok) {
-        report.notes.push(format!(
-            "ceiling kernel {} computed a wrong result ({}), so no % of peak is shown for its unit",
-            row.key, row.verification.detail
-        ));
-    }
     Ok(report)
 }
