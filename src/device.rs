@@ -30,6 +30,22 @@ pub struct Fingerprint {
     pub cpu_model: Option<String>,
 }
 
+/// Which physical GPU, in dcgm-exporter's terms, so Prometheus joins gpugate's series with
+/// DCGM's: `gpu` is NVML's index (never wgpu's enumeration order, which is not nvidia-smi's),
+/// `UUID` and `modelName` NVML's, `pci_bus_id` NVML's spelling (`00000000:3B:00.0`). Without
+/// NVML only the PCI bus id is known, in wgpu's spelling; a software adapter has none.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpuIdentity {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pci_bus_id: Option<String>,
+}
+
 impl Fingerprint {
     pub fn from_info(info: &wgpu::AdapterInfo) -> Self {
         let is_cpu = info.device_type == wgpu::DeviceType::Cpu;

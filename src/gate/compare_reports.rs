@@ -308,6 +308,8 @@ pub fn compare_reports(opts: &CompareOptions) -> Result<Report> {
         command: "compare".into(),
         device_key: after.device_key.clone(),
         fingerprint: after.fingerprint.clone(),
+        gpu: after.gpu.clone(),
+        finished_at: Some(chrono::Utc::now()),
         error: None,
         baseline_file: None,
         notes,

@@ -450,6 +450,8 @@ pub fn check(choice: &AdapterChoice, opts: &CheckOptions) -> Result<Report> {
         command: "check".into(),
         device_key: Some(key),
         fingerprint: Some(fingerprint),
+        gpu: None,
+        finished_at: Some(chrono::Utc::now()),
         error: None,
         baseline_file: Some(path.display().to_string()),
         notes,

@@ -17,10 +17,11 @@ pub use junit::Junit;
 pub use markdown::Markdown;
 pub use table::{colour_allowed, render, Layout, Table};
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::compare::{Comparison, DriverPolicy, GateOutcome, Verdict};
-use crate::device::Fingerprint;
+use crate::device::{Fingerprint, GpuIdentity};
 use crate::error::{Error, Result};
 use crate::runner::RunResult;
 use crate::sampler::{StopReason, TimingMethod};
@@ -43,6 +44,13 @@ pub struct Report {
     pub device_key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<Fingerprint>,
+    /// Which physical GPU, in dcgm-exporter's terms (NVML index, UUID, model, PCI bus id), where
+    /// the adapter reports a PCI bus id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<GpuIdentity>,
+    /// When the command finished (UTC): what `gpugate history` orders saved reports by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
     /// Set when the command failed before it had an outcome to report (exit 2, 3 or 4): the
     /// report is still written, so a pipeline always has something to archive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -99,6 +107,8 @@ impl Report {
             command: command.into(),
             device_key: Some(fingerprint.device_key()),
             fingerprint: Some(fingerprint),
+            gpu: None,
+            finished_at: Some(Utc::now()),
             error: None,
             baseline_file: None,
             notes: vec![],
@@ -132,6 +142,8 @@ impl Report {
             command: command.into(),
             device_key: None,
             fingerprint: None,
+            gpu: None,
+            finished_at: Some(Utc::now()),
             error: Some(ReportError::of(err)),
             baseline_file: None,
             notes: vec![],
