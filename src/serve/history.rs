@@ -112,6 +112,11 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
+    /// The reports this run produced (one per GPU measured), oldest GPU index first.
+    pub fn reports(&self) -> impl Iterator<Item = &Report> {
+        self.report.iter()
+    }
+
     pub fn duration_s(&self) -> f64 {
         (self.finished_at - self.started_at)
             .to_std()
@@ -191,6 +196,31 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 #[cfg(not(unix))]
 fn sync_dir(_dir: &Path) -> std::io::Result<()> {
     Ok(())
+}
+
+/// The finished runs kept in `dir`, oldest first, without changing anything there (no
+/// interrupted run recorded, nothing pruned or removed): what `gpugate history` reads while a
+/// serve may be writing. Unreadable files are skipped with a warning, as [`History::open`] does.
+pub fn read(dir: &Path) -> Result<Vec<RunRecord>> {
+    let entries = std::fs::read_dir(dir).map_err(io_error(dir.to_path_buf()))?;
+    let mut runs = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(id) = run_id(&name) else { continue };
+        match read_json::<RunRecord>(&path) {
+            Ok(record) if record.id == id => runs.push(record),
+            Ok(record) => tracing::warn!(
+                file = %path.display(),
+                "skipping a history file that holds run {} instead", record.id
+            ),
+            Err(reason) => {
+                tracing::warn!(file = %path.display(), %reason, "skipping unreadable history file")
+            }
+        }
+    }
+    runs.sort_by_key(|r| r.id);
+    Ok(runs)
 }
 
 impl History {
