@@ -40,6 +40,10 @@ pub struct Cli {
     /// offered: it has no GPU timestamp queries to time kernels with.
     #[arg(long, global = true, env = "WGPU_BACKEND")]
     pub backend: Option<String>,
+    /// Use the GPU at this PCI bus id (`0000:3b:00.0`) or with this NVML UUID (`GPU-…`); `serve`
+    /// validates every GPU without it.
+    #[arg(long, global = true, env = "GPUGATE_GPU", value_name = "BUS_ID|UUID")]
+    pub gpu: Option<String>,
     /// What to print on stdout.
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -622,6 +626,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
     let choice = AdapterChoice {
         name_contains: cli.adapter.clone(),
         backend: cli.backend.clone(),
+        gpu: cli.gpu.clone(),
     };
     match &cli.command {
         Command::List => list(&choice, cli.format),

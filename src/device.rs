@@ -156,10 +156,13 @@ pub fn ensure_runtime_dir() {
 }
 
 /// How to choose the adapter: `--adapter` / `WGPU_ADAPTER_NAME` and `--backend` / `WGPU_BACKEND`.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct AdapterChoice {
     pub name_contains: Option<String>,
     pub backend: Option<String>,
+    /// One GPU, by PCI bus id (`0000:3b:00.0`, any spelling) or NVML UUID (`GPU-…`): identical
+    /// GPUs share a name, so `name_contains` cannot tell them apart.
+    pub gpu: Option<String>,
 }
 
 impl AdapterChoice {
@@ -195,6 +198,169 @@ fn preference(info: &wgpu::AdapterInfo) -> (u8, u8) {
     };
     let api = u8::from(info.backend == wgpu::Backend::Gl);
     (kind, api)
+}
+
+/// The adapters `choice` allows, best first: its backends, then `--adapter`'s name and `--gpu`'s
+/// PCI bus id or UUID. An error names what was asked for and what is there.
+fn candidates(choice: &AdapterChoice) -> Result<Vec<wgpu::Adapter>> {
+    let mut adapters = enumerate(choice)?;
+    if adapters.is_empty() {
+        return Err(Error::NoAdapter(
+            "wgpu found none; on Debian install the Vulkan loader and a driver: \
+             `apt-get install libvulkan1 mesa-vulkan-drivers` (software Vulkan), \
+             or the GPU vendor's Vulkan driver"
+                .into(),
+        ));
+    }
+    let describe = |adapters: &[wgpu::Adapter]| {
+        adapters
+            .iter()
+            .map(|a| {
+                let info = a.get_info();
+                match info.device_pci_bus_id.as_str() {
+                    "" => info.name,
+                    bus => format!("{} at {bus}", info.name),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if let Some(wanted) = &choice.name_contains {
+        let needle = wanted.to_lowercase();
+        let present = describe(&adapters);
+        adapters.retain(|a| a.get_info().name.to_lowercase().contains(&needle));
+        if adapters.is_empty() {
+            return Err(Error::AdapterNotFound {
+                wanted: format!("--adapter {wanted:?}"),
+                present,
+            });
+        }
+    }
+    if let Some(wanted) = &choice.gpu {
+        let bus_id = bus_id_of(wanted)?;
+        let present = describe(&adapters);
+        adapters.retain(|a| {
+            crate::telemetry::same_pci_bus_id(&a.get_info().device_pci_bus_id, &bus_id)
+        });
+        if adapters.is_empty() {
+            return Err(Error::AdapterNotFound {
+                wanted: format!("--gpu {wanted}"),
+                present,
+            });
+        }
+    }
+    Ok(adapters)
+}
+
+/// The PCI bus id `--gpu` names: itself, or the one NVML gives the UUID.
+fn bus_id_of(selector: &str) -> Result<String> {
+    let selector = selector.trim();
+    if crate::telemetry::PciAddress::parse(selector).is_some() {
+        return Ok(selector.to_string());
+    }
+    let gpus = crate::telemetry::nvml_gpus().map_err(|why| {
+        Error::Usage(format!(
+            "--gpu {selector}: not a PCI bus id (domain:bus:device.function), and a UUID can only \
+             be looked up through NVML: {why}"
+        ))
+    })?;
+    gpus.iter()
+        .find(|g| {
+            g.uuid
+                .as_deref()
+                .is_some_and(|u| u.eq_ignore_ascii_case(selector))
+        })
+        .and_then(|g| g.pci_bus_id.clone())
+        .ok_or_else(|| Error::AdapterNotFound {
+            wanted: format!("--gpu {selector}"),
+            present: gpus
+                .iter()
+                .map(|g| g.uuid.clone().unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+/// One GPU to validate: the choice that opens exactly it, in this process or a child, and its
+/// identity in dcgm-exporter's terms.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GpuTarget {
+    pub choice: AdapterChoice,
+    pub adapter: String,
+    pub identity: GpuIdentity,
+}
+
+/// Every GPU `choice` allows, one per physical device (through its best backend), in NVML's
+/// index order where NVML knows them, else by PCI bus id. Adapters are told apart by PCI bus id
+/// only — never by enumeration order, which differs between Vulkan and NVML. Where an adapter
+/// reports no bus id, GPUs cannot be told apart: the best adapter alone, as `Gpu::open` picks.
+pub fn gpus(choice: &AdapterChoice) -> Result<Vec<GpuTarget>> {
+    let infos: Vec<wgpu::AdapterInfo> = candidates(choice)?.iter().map(|a| a.get_info()).collect();
+    let nvml = crate::telemetry::nvml_gpus().unwrap_or_default();
+    let mut targets: Vec<GpuTarget> = distinct_gpus(&infos)
+        .into_iter()
+        .map(|info| {
+            let bus = info.device_pci_bus_id.trim();
+            GpuTarget {
+                choice: AdapterChoice {
+                    gpu: (!bus.is_empty()).then(|| bus.to_string()),
+                    ..choice.clone()
+                },
+                adapter: info.name.clone(),
+                identity: identify(bus, &nvml),
+            }
+        })
+        .collect();
+    targets.sort_by_key(|t| (t.identity.index.is_none(), t.identity.index, t.identity.pci_bus_id.clone()));
+    Ok(targets)
+}
+
+/// The physical GPUs among `infos` (sorted best first): the first adapter of each PCI bus id;
+/// software adapters only when there is no hardware one; the best adapter alone when a hardware
+/// adapter has no bus id to tell it apart by.
+fn distinct_gpus(infos: &[wgpu::AdapterInfo]) -> Vec<&wgpu::AdapterInfo> {
+    let hardware: Vec<&wgpu::AdapterInfo> = infos
+        .iter()
+        .filter(|i| i.device_type != wgpu::DeviceType::Cpu)
+        .collect();
+    if hardware.is_empty() || hardware.iter().any(|i| i.device_pci_bus_id.trim().is_empty()) {
+        return hardware
+            .first()
+            .copied()
+            .or(infos.first())
+            .into_iter()
+            .collect();
+    }
+    let mut seen: Vec<&str> = Vec::new();
+    hardware
+        .into_iter()
+        .filter(|i| {
+            let bus = i.device_pci_bus_id.as_str();
+            let new = !seen.iter().any(|s| crate::telemetry::same_pci_bus_id(s, bus));
+            seen.push(bus);
+            new
+        })
+        .collect()
+}
+
+/// The identity of the GPU at PCI bus id `bus` (wgpu's spelling; empty when unknown): NVML's,
+/// matched by bus id, where NVML lists it; else the bus id alone.
+pub fn identify(bus: &str, nvml: &[GpuIdentity]) -> GpuIdentity {
+    let bus = bus.trim();
+    if bus.is_empty() {
+        return GpuIdentity::default();
+    }
+    nvml.iter()
+        .find(|g| {
+            g.pci_bus_id
+                .as_deref()
+                .is_some_and(|b| crate::telemetry::same_pci_bus_id(b, bus))
+        })
+        .cloned()
+        .unwrap_or_else(|| GpuIdentity {
+            pci_bus_id: Some(bus.to_string()),
+            ..GpuIdentity::default()
+        })
 }
 
 /// Every adapter the instance sees, best first.
@@ -242,40 +408,19 @@ pub struct Gpu {
 impl Gpu {
     /// Pick the best adapter allowed by `choice` and open it with its own limits and timestamp queries.
     pub fn open(choice: &AdapterChoice) -> Result<Gpu> {
-        let adapters = enumerate(choice)?;
-        if adapters.is_empty() {
-            return Err(Error::NoAdapter(
-                "wgpu found none; on Debian install the Vulkan loader and a driver: \
-                 `apt-get install libvulkan1 mesa-vulkan-drivers` (software Vulkan), \
-                 or the GPU vendor's Vulkan driver"
-                    .into(),
-            ));
-        }
-        let adapter = match &choice.name_contains {
-            None => adapters.into_iter().next(),
-            Some(wanted) => {
-                let needle = wanted.to_lowercase();
-                let present = adapters
-                    .iter()
-                    .map(|a| a.get_info().name)
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                match adapters
-                    .into_iter()
-                    .find(|a| a.get_info().name.to_lowercase().contains(&needle))
-                {
-                    Some(a) => Some(a),
-                    None => {
-                        return Err(Error::AdapterNotFound {
-                            wanted: wanted.clone(),
-                            present,
-                        })
-                    }
-                }
-            }
-        }
-        .expect("adapters is non-empty");
+        let adapter = candidates(choice)?
+            .into_iter()
+            .next()
+            .expect("candidates are never empty");
         Self::from_adapter(adapter)
+    }
+
+    /// This GPU in dcgm-exporter's terms (NVML looked up by PCI bus id); None where the adapter
+    /// reports no bus id (a software adapter).
+    pub fn identity(&self) -> Option<GpuIdentity> {
+        let nvml = crate::telemetry::nvml_gpus().unwrap_or_default();
+        let identity = identify(&self.info.device_pci_bus_id, &nvml);
+        (identity != GpuIdentity::default()).then_some(identity)
     }
 
     fn from_adapter(adapter: wgpu::Adapter) -> Result<Gpu> {

@@ -22,7 +22,7 @@ pub enum Error {
     #[error("no usable GPU adapter found ({0})")]
     NoAdapter(String),
 
-    #[error("no adapter matches --adapter {wanted:?}; present: {present}")]
+    #[error("no adapter matches {wanted}; present: {present}")]
     AdapterNotFound { wanted: String, present: String },
 
     #[error("could not open device on adapter {adapter:?}: {reason}")]

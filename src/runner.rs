@@ -259,6 +259,9 @@ pub fn run_in_children(choice: &AdapterChoice, plan: &Plan, runs: usize) -> Resu
         if let Some(backend) = &choice.backend {
             cmd.args(["--backend", backend]);
         }
+        if let Some(gpu) = &choice.gpu {
+            cmd.args(["--gpu", gpu]);
+        }
         // With bars drawn, the child reports its kernels on its stderr, which is read here.
         let stderr = if kernels.wanted() {
             cmd.env(progress::CHILD_ENV, "1");

@@ -201,6 +201,32 @@ impl Probe {
     }
 }
 
+/// Every GPU NVML sees, in NVML's index order: the identity dcgm-exporter labels its series
+/// with. Why not, when NVML cannot be loaded or answer (no NVIDIA driver, a non-NVIDIA GPU).
+pub fn nvml_gpus() -> std::result::Result<Vec<crate::device::GpuIdentity>, String> {
+    catch_unwind(AssertUnwindSafe(|| {
+        let nvml = Nvml::init().map_err(|e| match e {
+            NvmlError::LibloadingError(e) => format!("NVML not loaded: {e}"),
+            e => format!("NVML not initialised: {e}"),
+        })?;
+        let count = nvml
+            .device_count()
+            .map_err(|e| format!("NVML cannot count devices: {e}"))?;
+        Ok((0..count)
+            .filter_map(|index| {
+                let device = nvml.device_by_index(index).ok()?;
+                Some(crate::device::GpuIdentity {
+                    index: Some(index),
+                    uuid: device.uuid().ok(),
+                    model_name: device.name().ok(),
+                    pci_bus_id: Some(device.pci_info().ok()?.bus_id),
+                })
+            })
+            .collect())
+    }))
+    .unwrap_or_else(|_| Err("NVML panicked while listing devices".to_string()))
+}
+
 fn open_state(pci_bus_id: &str) -> State {
     let wanted = pci_bus_id.trim();
     if wanted.is_empty() {

@@ -237,6 +237,7 @@ pub fn check(choice: &AdapterChoice, opts: &CheckOptions) -> Result<Report> {
     opts.validate()?;
     let gpu = Gpu::open(choice)?;
     let fingerprint = gpu.fingerprint.clone();
+    let identity = gpu.identity();
     let key = fingerprint.device_key();
     let (path, base) = baseline::for_device(&opts.baselines, &key)?;
     let mut notes = vec![];
@@ -450,7 +451,7 @@ pub fn check(choice: &AdapterChoice, opts: &CheckOptions) -> Result<Report> {
         command: "check".into(),
         device_key: Some(key),
         fingerprint: Some(fingerprint),
-        gpu: None,
+        gpu: identity,
         finished_at: Some(chrono::Utc::now()),
         error: None,
         baseline_file: Some(path.display().to_string()),
@@ -602,6 +603,7 @@ fn measure_with_ceilings(
     runs: usize,
 ) -> Result<Report> {
     let fingerprint = gpu.fingerprint.clone();
+    let identity = gpu.identity();
     let results = if runs == 1 || plan.items.is_empty() {
         vec![runner::run_in_process(&gpu, plan)?]
     } else {
@@ -615,6 +617,7 @@ fn measure_with_ceilings(
     report::apply_peaks(&mut rows, &ceilings);
     let outcome = correctness_outcome(&rows);
     let mut report = Report::new(command, fingerprint, outcome, rows, vec![], results);
+    report.gpu = identity;
     report.ceilings = ceilings;
     for row in extra.iter().filter(|r| !r.verification.ok) {
         report.notes.push(format!(

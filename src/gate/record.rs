@@ -36,6 +36,7 @@ pub fn record(choice: &AdapterChoice, opts: &RecordOptions) -> Result<Report> {
     opts.measure.validate()?;
     let gpu = Gpu::open(choice)?;
     let fingerprint = gpu.fingerprint.clone();
+    let identity = gpu.identity();
     let key = fingerprint.device_key();
     let path = opts
         .out
@@ -131,6 +132,7 @@ pub fn record(choice: &AdapterChoice, opts: &RecordOptions) -> Result<Report> {
     }
     note_unsupported(&mut outcome, &unsupported);
     let mut report = Report::new("record", fingerprint, outcome, rows, unsupported, results);
+    report.gpu = identity;
     report.ceilings = ceilings;
     report.baseline_file = Some(path.display().to_string());
     report.notes = notes;
