@@ -510,8 +510,8 @@ pub struct BootstrapArgs {
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "GPUGATE_LISTEN", default_value = "0.0.0.0:9400")]
+    /// Address to listen on (not dcgm-exporter's 9400: on host networking they would clash).
+    #[arg(long, env = "GPUGATE_LISTEN", default_value = "0.0.0.0:9478")]
     pub listen: std::net::SocketAddr,
     /// Time between scheduled validations, e.g. `30m`, `6h`.
     #[arg(long, env = "GPUGATE_INTERVAL", default_value = "1h", value_parser = interval)]
@@ -528,9 +528,16 @@ pub struct ServeArgs {
     /// Directory for run history (one JSON file per finished run); in memory only without it.
     #[arg(long, env = "GPUGATE_HISTORY", value_name = "DIR")]
     pub history: Option<PathBuf>,
-    /// Finished runs kept in memory and on disk.
+    /// Finished runs kept in memory and on disk, at most; at least --changes-window.
     #[arg(long, env = "GPUGATE_RETENTION", default_value_t = 100, value_parser = bounded::<usize>(|n| (1..=MAX_RETENTION).contains(&n), "a count from 1 to 100000"))]
     pub retention: usize,
+    /// Drop finished runs older than this (e.g. `30d`) [default: 30 days, or twice
+    /// --changes-window × --interval when that is longer]; it must cover --changes-window runs.
+    #[arg(long, env = "GPUGATE_RETENTION_AGE", value_name = "AGE", value_parser = interval)]
+    pub retention_age: Option<std::time::Duration>,
+    /// How many of the latest runs change points are looked for in, after every run.
+    #[arg(long, env = "GPUGATE_CHANGES_WINDOW", value_name = "RUNS", default_value_t = 100, value_parser = bounded::<usize>(|n| (crate::serve::MIN_CHANGES_WINDOW..=MAX_RETENTION).contains(&n), "a count from 8 to 100000"))]
+    pub changes_window: usize,
     /// File holding the bearer token that `POST /api/v1/runs` requires (a mounted Secret).
     #[arg(long, env = "GPUGATE_TOKEN_FILE", value_name = "FILE")]
     pub token_file: Option<PathBuf>,
@@ -777,13 +784,48 @@ fn serve(choice: AdapterChoice, args: &ServeArgs) -> Result<u8> {
         interval: args.interval,
         jitter: args.jitter / 100.0,
         history: args.history.clone(),
-        retention: args.retention,
+        retention: retention(args)?,
+        changes_window: args.changes_window,
         token,
         hostname: args.hostname.clone().unwrap_or_else(hostname_fallback),
         choice,
         check: args.check.options()?,
     })
 }
+
+/// `serve`'s retention: the count and age asked for, or by default an age that keeps the
+/// change-point window; either must keep `--changes-window` runs at `--interval`.
+fn retention(args: &ServeArgs) -> Result<crate::serve::history::Retention> {
+    let window = args.changes_window;
+    if args.retention < window {
+        return Err(Error::Usage(format!(
+            "--retention {} keeps fewer runs than --changes-window {window} looks at: raise \
+             --retention or lower --changes-window",
+            args.retention
+        )));
+    }
+    let span = args.interval.saturating_mul(u32::try_from(window).unwrap_or(u32::MAX));
+    let age = match args.retention_age {
+        Some(age) if age < span => {
+            return Err(Error::Usage(format!(
+                "--retention-age {} keeps less than --changes-window {window} runs at --interval \
+                 {} ({}): raise --retention-age or lower --changes-window",
+                humantime::format_duration(age),
+                humantime::format_duration(args.interval),
+                humantime::format_duration(span)
+            )))
+        }
+        Some(age) => age,
+        None => DEFAULT_RETENTION_AGE.max(span.saturating_mul(2)),
+    };
+    Ok(crate::serve::history::Retention {
+        runs: args.retention,
+        age: Some(age),
+    })
+}
+
+/// `serve --retention-age` when not given (and the change-point window fits in it).
+const DEFAULT_RETENTION_AGE: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
 
 fn run_cmd(choice: &AdapterChoice, format: Format, args: &RunArgs) -> Result<u8> {
     let opts = gate::RunOptions {

@@ -186,25 +186,36 @@ async fn livez(AxumState(state): AxumState<Arc<State>>) -> Response {
     }
 }
 
-/// 200 once the adapter was acquired, with the device and its baseline; a missing or unusable
-/// baseline is not a readiness failure (the verdict says `no_baseline` or the run `error`).
-/// 503 while starting or when no adapter could be acquired.
+/// 200 once the GPUs were acquired, with each GPU and its baseline (the first GPU's also at the
+/// top level); a missing or unusable baseline is not a readiness failure (the verdict says
+/// `no_baseline` or the run `error`). 503 while starting or when no adapter could be acquired.
 async fn readyz(AxumState(state): AxumState<Arc<State>>) -> Response {
     match state.readiness() {
-        Readiness::Ready(node) => {
-            let (baseline, error) = match node.baseline {
-                BaselineState::Loaded(path) => (Some(path), None),
-                BaselineState::Missing(why) | BaselineState::Unusable(why) => (None, Some(why)),
-            };
-            Json(json!({
-                "ready": true,
-                "device_key": node.device_key,
-                "fingerprint": node.fingerprint,
-                "baseline": baseline,
-                "baseline_present": baseline.is_some(),
-                "baseline_error": error,
-            }))
-            .into_response()
+        Readiness::Ready(nodes) => {
+            let gpus: Vec<serde_json::Value> = nodes
+                .iter()
+                .map(|node| {
+                    let (baseline, error) = match &node.baseline {
+                        BaselineState::Loaded(path) => (Some(path), None),
+                        BaselineState::Missing(why) | BaselineState::Unusable(why) => {
+                            (None, Some(why))
+                        }
+                    };
+                    json!({
+                        "gpu": node.gpu,
+                        "device_key": node.device_key,
+                        "fingerprint": node.fingerprint,
+                        "baseline": baseline,
+                        "baseline_present": baseline.is_some(),
+                        "baseline_error": error,
+                    })
+                })
+                .collect();
+            let mut body = gpus.first().cloned().unwrap_or_else(|| json!({}));
+            body["ready"] = true.into();
+            body["baseline_present"] = gpus.iter().all(|g| g["baseline_present"] == true).into();
+            body["gpus"] = gpus.into();
+            Json(body).into_response()
         }
         Readiness::Starting => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -246,11 +257,25 @@ async fn index(AxumState(state): AxumState<Arc<State>>) -> Result<Response, AppE
 
 /// The page over `history`: its reports oldest first, with notices naming the latest run and
 /// the runs that did not measure (those have no report to draw).
+///
+/// The charts follow one GPU — the latest run's worst, whose history matters most — since
+/// several GPUs' reports in one series would read as one GPU changing; a notice gives every
+/// GPU's result.
 pub fn history_page(history: &History) -> String {
     let mut records: Vec<&RunRecord> = history.iter().collect();
     records.reverse();
-    let reports: Vec<&crate::report::Report> =
-        records.iter().filter_map(|r| r.report.as_ref()).collect();
+    let shown = records.last().and_then(|latest| {
+        latest
+            .gpus
+            .iter()
+            .max_by_key(|g| (g.result == latest.result, g.report.is_some()))
+    });
+    let reports: Vec<&crate::report::Report> = records
+        .iter()
+        .flat_map(|r| r.gpus.iter())
+        .filter(|g| shown.is_none_or(|s| s.gpu == g.gpu))
+        .filter_map(|g| g.report.as_ref())
+        .collect();
     let mut notices = vec![];
     match records.last() {
         None => notices.push(
@@ -267,7 +292,19 @@ pub fn history_page(history: &History) -> String {
                 latest.result.as_str(),
                 records.len()
             ));
-            if let Some(why) = latest.error.as_ref().filter(|_| latest.report.is_none()) {
+            if latest.gpus.len() > 1 {
+                notices.push(format!(
+                    "GPUs: {}. The charts follow {}.",
+                    latest
+                        .gpus
+                        .iter()
+                        .map(|g| format!("{} {}", super::gpu_label(&g.gpu, &g.adapter), g.result.as_str()))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    shown.map_or(String::new(), |g| super::gpu_label(&g.gpu, &g.adapter))
+                ));
+            }
+            if let Some(why) = latest.why().filter(|_| latest.reports().next().is_none()) {
                 notices.push(format!(
                     "Run #{} did not measure: {why}. The report below is the latest that did.",
                     latest.id
@@ -275,7 +312,10 @@ pub fn history_page(history: &History) -> String {
             }
         }
     }
-    let unmeasured = records.len() - reports.len();
+    let unmeasured = records
+        .iter()
+        .filter(|r| r.reports().next().is_none())
+        .count();
     if unmeasured > 0 {
         notices.push(format!(
             "{unmeasured} kept run(s) did not measure (error, no baseline or interrupted): \
@@ -293,7 +333,12 @@ fn summary(r: &RunRecord) -> serde_json::Value {
         "started_at": r.started_at,
         "finished_at": r.finished_at,
         "result": r.result,
-        "message": r.report.as_ref().map(|rep| rep.outcome.message.clone()).or(r.error.clone()),
+        "message": match r.reports().collect::<Vec<_>>().as_slice() {
+            [one] if r.gpus.len() == 1 => Some(one.outcome.message.clone()),
+            _ => r.why().map(str::to_string).or_else(|| {
+                Some(format!("{} GPU(s): {}", r.gpus.len(), r.result.as_str()))
+            }),
+        },
     })
 }
 

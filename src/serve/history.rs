@@ -14,7 +14,8 @@
 //!   warning, never fatal, but its id still counts. Non-finite numbers, which JSON writes as
 //!   `null`, read back as NaN ([`lenient`]) so such a record loads.
 //!
-//! Retention is bounded: beyond `retention` runs the oldest are dropped from memory and disk.
+//! Retention is bounded by count and by age ([`Retention`]): beyond either the oldest runs are
+//! dropped from memory and disk, after each run and at open.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::io::Write;
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::compare::Verdict;
 use crate::error::{Error, Result};
+use crate::device::GpuIdentity;
 use crate::report::Report;
 
 /// What started a run.
@@ -95,26 +97,123 @@ impl RunResult {
             _ => RunResult::Inconclusive,
         }
     }
+
+    /// The node's result out of its GPUs': the worst, so one bad GPU fails the node. A wrong
+    /// result and a regression are evidence against the node and come first; an error or a
+    /// missing baseline means a GPU went unvalidated, which must not read as a pass either.
+    pub fn worst(results: impl IntoIterator<Item = RunResult>) -> Option<RunResult> {
+        results.into_iter().max_by_key(|r| match r {
+            RunResult::WrongResult => 6,
+            RunResult::Regression => 5,
+            RunResult::Error => 4,
+            RunResult::Interrupted => 3,
+            RunResult::NoBaseline => 2,
+            RunResult::Inconclusive => 1,
+            RunResult::Pass => 0,
+        })
+    }
 }
 
-/// One finished run as the API serves it.
+/// One GPU's part of a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GpuRun {
+    /// Which GPU (empty for an adapter without a PCI bus id, e.g. a software one).
+    #[serde(default)]
+    pub gpu: GpuIdentity,
+    /// The adapter's name as wgpu reports it.
+    pub adapter: String,
+    pub result: RunResult,
+    /// The check's full report (None when this GPU's run failed before measuring).
+    pub report: Option<Report>,
+    /// Why this GPU could not be measured, when `result` is `error` or `no_baseline`.
+    pub error: Option<String>,
+}
+
+/// One finished run of the node as the API serves it: every GPU, one after the other.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
     pub id: u64,
     pub trigger: Trigger,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
+    /// The node's result: the worst over its GPUs ([`RunResult::worst`]).
     pub result: RunResult,
-    /// The check's full report (None when the run failed before measuring).
-    pub report: Option<Report>,
-    /// Why the run could not measure, when `result` is `error` or `no_baseline`.
+    /// Each GPU validated, in NVML index order (by PCI bus id without NVML).
+    #[serde(default)]
+    pub gpus: Vec<GpuRun>,
+    /// Why the run measured no GPU at all (no adapter, a panic, interrupted).
     pub error: Option<String>,
+    /// Files from before serve validated every GPU hold one report here; read into `gpus`.
+    #[serde(default, skip_serializing, rename = "report")]
+    legacy_report: Option<Report>,
 }
 
 impl RunRecord {
-    /// The reports this run produced (one per GPU measured), oldest GPU index first.
+    /// A finished run of `gpus` (the node's result is the worst of theirs; `error` without
+    /// any GPU).
+    pub fn new(
+        id: u64,
+        trigger: Trigger,
+        started_at: DateTime<Utc>,
+        gpus: Vec<GpuRun>,
+        error: Option<String>,
+    ) -> RunRecord {
+        let result = RunResult::worst(gpus.iter().map(|g| g.result)).unwrap_or(RunResult::Error);
+        RunRecord {
+            id,
+            trigger,
+            started_at,
+            finished_at: Utc::now(),
+            result,
+            gpus,
+            error,
+            legacy_report: None,
+        }
+    }
+
+    /// A run that measured nothing: `result` and why.
+    pub fn failed(
+        id: u64,
+        trigger: Trigger,
+        started_at: DateTime<Utc>,
+        result: RunResult,
+        why: String,
+    ) -> RunRecord {
+        RunRecord {
+            result,
+            ..RunRecord::new(id, trigger, started_at, vec![], Some(why))
+        }
+    }
+
+    /// A record read from a file written before `gpus` existed: its one report becomes the
+    /// one GPU's.
+    fn upgraded(mut self) -> RunRecord {
+        if let (true, Some(report)) = (self.gpus.is_empty(), self.legacy_report.take()) {
+            self.gpus.push(GpuRun {
+                gpu: report.gpu.clone().unwrap_or_default(),
+                adapter: report
+                    .fingerprint
+                    .as_ref()
+                    .map(|f| f.name.clone())
+                    .unwrap_or_default(),
+                result: self.result,
+                report: Some(report),
+                error: self.error.take(),
+            });
+        }
+        self
+    }
+
+    /// The reports this run produced (one per GPU measured), in GPU order.
     pub fn reports(&self) -> impl Iterator<Item = &Report> {
-        self.report.iter()
+        self.gpus.iter().filter_map(|g| g.report.as_ref())
+    }
+
+    /// Why nothing or not everything was measured: the run's error, else the first GPU's.
+    pub fn why(&self) -> Option<&str> {
+        self.error
+            .as_deref()
+            .or_else(|| self.gpus.iter().find_map(|g| g.error.as_deref()))
     }
 
     pub fn duration_s(&self) -> f64 {
@@ -124,9 +223,23 @@ impl RunRecord {
     }
 }
 
+/// How much history is kept: at most `runs` finished runs, none older than `age`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Retention {
+    pub runs: usize,
+    pub age: Option<std::time::Duration>,
+}
+
+impl Retention {
+    /// At most `runs` runs, whatever their age.
+    pub fn runs(runs: usize) -> Retention {
+        Retention { runs, age: None }
+    }
+}
+
 pub struct History {
     dir: Option<PathBuf>,
-    retention: usize,
+    retention: Retention,
     runs: VecDeque<RunRecord>,
     /// One past the largest id any file names (torn run files and the marker included).
     next_id: u64,
@@ -209,7 +322,7 @@ pub fn read(dir: &Path) -> Result<Vec<RunRecord>> {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(id) = run_id(&name) else { continue };
         match read_json::<RunRecord>(&path) {
-            Ok(record) if record.id == id => runs.push(record),
+            Ok(record) if record.id == id => runs.push(record.upgraded()),
             Ok(record) => tracing::warn!(
                 file = %path.display(),
                 "skipping a history file that holds run {} instead", record.id
@@ -226,10 +339,13 @@ pub fn read(dir: &Path) -> Result<Vec<RunRecord>> {
 impl History {
     /// An empty history, or the one in `dir` (created if missing), oldest first. A run that was
     /// accepted but never finished is recorded as `interrupted`.
-    pub fn open(dir: Option<&Path>, retention: usize) -> Result<History> {
+    pub fn open(dir: Option<&Path>, retention: Retention) -> Result<History> {
         let mut history = History {
             dir: dir.map(Path::to_path_buf),
-            retention: retention.max(1),
+            retention: Retention {
+                runs: retention.runs.max(1),
+                ..retention
+            },
             runs: VecDeque::new(),
             next_id: 1,
             interrupted: None,
@@ -261,7 +377,7 @@ impl History {
             let Some(id) = run_id(&name) else { continue };
             named.insert(id);
             match read_json::<RunRecord>(&path) {
-                Ok(record) if record.id == id => runs.push(record),
+                Ok(record) if record.id == id => runs.push(record.upgraded()),
                 Ok(record) => tracing::warn!(
                     file = %path.display(),
                     "skipping a history file that holds run {} instead", record.id
@@ -302,19 +418,15 @@ impl History {
                 a.id
             );
             history.interrupted = Some(a.id);
-            let record = RunRecord {
-                id: a.id,
-                trigger: a.trigger,
-                started_at: a.accepted_at,
-                finished_at: Utc::now(),
-                result: RunResult::Interrupted,
-                report: None,
-                error: Some(
-                    "interrupted: the process stopped (killed, crashed or restarted) before this \
-                     run finished; recorded at the next start"
-                        .into(),
-                ),
-            };
+            let record = RunRecord::failed(
+                a.id,
+                a.trigger,
+                a.accepted_at,
+                RunResult::Interrupted,
+                "interrupted: the process stopped (killed, crashed or restarted) before this run \
+                 finished; recorded at the next start"
+                    .into(),
+            );
             if let Err(e) = history.push(record) {
                 history.failed_saves += 1;
                 tracing::error!("interrupted run {} could not be saved: {e}", a.id);
@@ -379,8 +491,18 @@ impl History {
         saved
     }
 
+    /// Drop the oldest runs beyond the retained count or age, from memory and disk. The latest
+    /// run is kept whatever its age: the verdict and the page need it.
     fn prune(&mut self) {
-        while self.runs.len() > self.retention {
+        let cutoff = self
+            .retention
+            .age
+            .and_then(|age| chrono::Duration::from_std(age).ok())
+            .and_then(|age| Utc::now().checked_sub_signed(age));
+        while self.runs.len() > self.retention.runs
+            || (self.runs.len() > 1
+                && cutoff.is_some_and(|c| self.runs.front().is_some_and(|r| r.finished_at < c)))
+        {
             let Some(old) = self.runs.pop_front() else {
                 break;
             };
@@ -668,7 +790,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(".run-000000000003.json.tmp"), b"{").unwrap();
         std::fs::write(dir.path().join(".accepted.json.tmp"), b"{").unwrap();
-        let mut history = History::open(Some(dir.path()), 5).unwrap();
+        let mut history = History::open(Some(dir.path()), Retention::runs(5)).unwrap();
         history.accept(1, Trigger::Start).unwrap();
         let names = |d: &Path| {
             let mut v: Vec<String> = std::fs::read_dir(d)
@@ -685,7 +807,7 @@ mod tests {
     fn a_history_that_names_the_last_id_refuses_to_open_instead_of_reusing_it() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(file_name(u64::MAX)), b"garbage").unwrap();
-        let err = History::open(Some(dir.path()), 5)
+        let err = History::open(Some(dir.path()), Retention::runs(5))
             .err()
             .unwrap()
             .to_string();
@@ -694,7 +816,7 @@ mod tests {
         std::fs::remove_file(dir.path().join(file_name(u64::MAX))).unwrap();
         std::fs::write(dir.path().join(file_name(u64::MAX - 1)), b"garbage").unwrap();
         assert_eq!(
-            History::open(Some(dir.path()), 5).unwrap().next_id(),
+            History::open(Some(dir.path()), Retention::runs(5)).unwrap().next_id(),
             u64::MAX
         );
     }
@@ -716,5 +838,76 @@ mod tests {
         for r in RunResult::ALL {
             assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
         }
+    }
+
+    fn finished(id: u64, age_h: i64) -> RunRecord {
+        let at = Utc::now() - chrono::Duration::hours(age_h);
+        RunRecord {
+            finished_at: at,
+            ..RunRecord::failed(id, Trigger::Interval, at, RunResult::Error, "x".into())
+        }
+    }
+
+    #[test]
+    fn retention_drops_by_age_too_but_keeps_the_latest_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let day = std::time::Duration::from_secs(24 * 3600);
+        let retention = Retention {
+            runs: 100,
+            age: Some(day),
+        };
+        let mut history = History::open(Some(dir.path()), retention).unwrap();
+        for (id, age_h) in [(1, 50), (2, 30), (3, 20), (4, 1)] {
+            history.push(finished(id, age_h)).unwrap();
+        }
+        let ids: Vec<u64> = history.iter().map(|r| r.id).collect();
+        assert_eq!(ids, [4, 3], "runs older than a day are gone");
+        assert!(!dir.path().join(file_name(2)).exists());
+        // Reopened, the same rule holds; the only run left is kept whatever its age.
+        let mut history = History::open(Some(dir.path()), retention).unwrap();
+        assert_eq!(history.iter().count(), 2);
+        history.runs.clear();
+        history.push(finished(9, 100)).unwrap();
+        assert_eq!(history.latest().map(|r| r.id), Some(9));
+        // By count as before.
+        let mut history = History::open(None, Retention::runs(2)).unwrap();
+        for id in 1..=3 {
+            history.push(finished(id, 0)).unwrap();
+        }
+        assert_eq!(history.iter().map(|r| r.id).collect::<Vec<_>>(), [3, 2]);
+    }
+
+    #[test]
+    fn a_record_from_before_every_gpu_was_validated_reads_as_one_gpu() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = crate::report::Report::from_error("check", &Error::Usage("u".into()));
+        let old = serde_json::json!({
+            "id": 7, "trigger": "interval",
+            "started_at": "2026-11-30T10:00:00Z", "finished_at": "2026-11-30T10:05:00Z",
+            "result": "regression", "report": report, "error": null
+        });
+        std::fs::write(dir.path().join(file_name(7)), old.to_string()).unwrap();
+        let runs = read(dir.path()).unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].gpus.len(), 1);
+        assert_eq!(runs[0].gpus[0].result, RunResult::Regression);
+        assert_eq!(runs[0].reports().count(), 1);
+        // Written back, it has the new shape only.
+        let again = serde_json::to_value(&runs[0]).unwrap();
+        assert!(again.get("report").is_none() && again["gpus"].is_array());
+    }
+
+    #[test]
+    fn the_node_is_as_bad_as_its_worst_gpu() {
+        use RunResult::*;
+        assert_eq!(RunResult::worst([Pass, Regression, Error]), Some(Regression));
+        assert_eq!(RunResult::worst([Pass, Inconclusive]), Some(Inconclusive));
+        assert_eq!(RunResult::worst([NoBaseline, Error]), Some(Error));
+        assert_eq!(RunResult::worst([Regression, WrongResult]), Some(WrongResult));
+        assert_eq!(RunResult::worst([Pass, Pass]), Some(Pass));
+        assert_eq!(RunResult::worst([]), None);
+        // A run without a GPU measured nothing: an error, never a pass.
+        let record = RunRecord::new(1, Trigger::Api, Utc::now(), vec![], None);
+        assert_eq!(record.result, Error);
     }
 }

@@ -33,10 +33,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::compare::Verdict;
-use crate::device::{AdapterChoice, Fingerprint, Gpu};
+use crate::device::{AdapterChoice, Fingerprint, Gpu, GpuIdentity, GpuTarget};
 use crate::error::{exit, Error, Result};
 use crate::gate::CheckOptions;
-use history::{History, RunRecord, RunResult, Trigger};
+use history::{GpuRun, History, RunRecord, RunResult, Trigger};
 use metrics::Metrics;
 
 /// Everything `serve` is configured with (flags or their environment variables).
@@ -47,7 +47,9 @@ pub struct Config {
     /// Each wait is `interval` ± this fraction, drawn at random.
     pub jitter: f64,
     pub history: Option<PathBuf>,
-    pub retention: usize,
+    pub retention: history::Retention,
+    /// How many of the latest runs change points are looked for in.
+    pub changes_window: usize,
     pub token: Option<String>,
     pub hostname: String,
     pub choice: AdapterChoice,
@@ -59,25 +61,28 @@ pub struct Config {
 pub enum Readiness {
     /// The start-up probe has not finished.
     Starting,
-    /// The adapter was acquired (by the probe, or by a run since).
-    Ready(Node),
+    /// The node's GPUs were acquired (by the probe, or by a run since), in GPU order.
+    Ready(Vec<Node>),
     /// No adapter could be acquired: why.
     Failed(String),
 }
 
-/// The device this process validates and the state of its baseline.
+/// One GPU this process validates and the state of its baseline.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Node {
+    pub gpu: GpuIdentity,
     pub device_key: String,
     pub fingerprint: Fingerprint,
     pub baseline: BaselineState,
 }
 
 impl Node {
-    /// The node as the adapter `fingerprint` and the baselines under `baselines` show it.
-    pub fn new(fingerprint: Fingerprint, baselines: &std::path::Path) -> Node {
+    /// The GPU as its identity, the adapter `fingerprint` and the baselines under `baselines`
+    /// show it.
+    pub fn new(gpu: GpuIdentity, fingerprint: Fingerprint, baselines: &std::path::Path) -> Node {
         let device_key = fingerprint.device_key();
         Node {
+            gpu,
             baseline: BaselineState::of(baselines, &device_key),
             device_key,
             fingerprint,
@@ -133,9 +138,13 @@ pub struct VerdictDoc {
     /// Kernels whose latest run was throttled unlike their baseline (NVML), with why.
     #[serde(default)]
     pub throttled: Vec<String>,
-    /// Set when the latest run's driver differs from its baseline's.
+    /// Set when the latest run's driver differs from its baseline's (the first GPU's that
+    /// does).
     #[serde(default)]
     pub driver_change: Option<crate::report::DriverChange>,
+    /// Each GPU's part of the latest run: the node's verdict is the worst of theirs.
+    #[serde(default)]
+    pub gpus: Vec<GpuVerdict>,
     pub run_id: Option<u64>,
     pub finished_at: Option<DateTime<Utc>>,
     /// Whole seconds since `finished_at`, as of this answer: how fresh the verdict is (an
@@ -143,11 +152,76 @@ pub struct VerdictDoc {
     #[serde(default)]
     pub age_seconds: Option<u64>,
     pub message: String,
-    /// The device this process validates, once the adapter was acquired.
+    /// The device this process validates (the first GPU's), once the adapter was acquired.
     #[serde(default)]
     pub device_key: Option<String>,
     #[serde(default)]
     pub fingerprint: Option<Fingerprint>,
+}
+
+/// One GPU's verdict in the latest run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GpuVerdict {
+    pub gpu: GpuIdentity,
+    pub adapter: String,
+    pub device_key: Option<String>,
+    /// `pass`, `regression`, `wrong_result`, `inconclusive`, `no_baseline` or `error`.
+    pub verdict: String,
+    pub worst_ratio: Option<f64>,
+    pub regressions: Vec<String>,
+    #[serde(default)]
+    pub inconclusive: Vec<crate::compare::Unjudged>,
+    #[serde(default)]
+    pub throttled: Vec<String>,
+    #[serde(default)]
+    pub driver_change: Option<crate::report::DriverChange>,
+    pub message: String,
+}
+
+impl GpuVerdict {
+    fn of(run: &GpuRun) -> GpuVerdict {
+        let rows = run.report.as_ref().map_or(&[][..], |r| &r.rows[..]);
+        GpuVerdict {
+            gpu: run.gpu.clone(),
+            adapter: run.adapter.clone(),
+            device_key: run.report.as_ref().and_then(|r| r.device_key.clone()),
+            verdict: run.result.as_str().into(),
+            worst_ratio: rows
+                .iter()
+                .filter_map(|r| r.comparison.as_ref().map(|c| c.ratio))
+                .reduce(f64::max),
+            regressions: rows
+                .iter()
+                .filter(|r| matches!(r.verdict, Verdict::Regression | Verdict::WrongResult))
+                .map(|r| r.key.clone())
+                .collect(),
+            inconclusive: run
+                .report
+                .as_ref()
+                .map(|r| r.outcome.inconclusive.clone())
+                .unwrap_or_default(),
+            throttled: rows
+                .iter()
+                .filter_map(|r| r.throttled.as_ref().map(|why| format!("{}: {why}", r.key)))
+                .collect(),
+            driver_change: run.report.as_ref().and_then(|r| r.driver_change.clone()),
+            message: run
+                .report
+                .as_ref()
+                .map(|r| r.outcome.message.clone())
+                .or(run.error.clone())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// How a GPU is named to people: `GPU 3 (00000000:3B:00.0)`, or the adapter without a bus id.
+pub fn gpu_label(gpu: &GpuIdentity, adapter: &str) -> String {
+    match (gpu.index, &gpu.pci_bus_id) {
+        (Some(i), Some(bus)) => format!("GPU {i} ({bus})"),
+        (None, Some(bus)) => format!("GPU at {bus}"),
+        _ => adapter.to_string(),
+    }
 }
 
 struct Running {
@@ -227,7 +301,7 @@ impl State {
         token: Option<String>,
         queue: mpsc::Sender<(u64, Trigger)>,
     ) -> State {
-        metrics.init_results();
+        metrics.init(&history);
         // No device metric from the kept history: it may name a replaced GPU or driver. The
         // probe sets it from the adapter this process opens. A run the last process left
         // unfinished ended now, as interrupted.
@@ -301,21 +375,18 @@ impl State {
     pub fn set_readiness(&self, r: Readiness) {
         let mut readiness = lock(&self.readiness);
         match &r {
-            Readiness::Ready(node) => {
-                self.metrics.set_device(&node.fingerprint);
-                self.metrics.set_baseline_present(node.baseline.is_loaded());
-            }
-            Readiness::Failed(_) => self.metrics.clear_device(),
+            Readiness::Ready(nodes) => self.metrics.set_devices(nodes),
+            Readiness::Failed(_) => self.metrics.set_devices(&[]),
             Readiness::Starting => {}
         }
         *readiness = r;
     }
 
-    /// The device, once the adapter was acquired.
-    pub fn node(&self) -> Option<Node> {
+    /// The node's GPUs, once acquired.
+    pub fn nodes(&self) -> Vec<Node> {
         match self.readiness() {
-            Readiness::Ready(node) => Some(node),
-            _ => None,
+            Readiness::Ready(nodes) => nodes,
+            _ => vec![],
         }
     }
 
@@ -386,9 +457,9 @@ impl State {
     /// unusable baseline.
     pub fn verdict(&self) -> VerdictDoc {
         let readiness = self.readiness();
-        let node = self.node();
-        let (device_key, fingerprint) = node
-            .as_ref()
+        let nodes = self.nodes();
+        let (device_key, fingerprint) = nodes
+            .first()
             .map(|n| (n.device_key.clone(), n.fingerprint.clone()))
             .unzip();
         let history = self.history();
@@ -401,6 +472,7 @@ impl State {
             inconclusive: vec![],
             throttled: vec![],
             driver_change: None,
+            gpus: vec![],
             run_id: None,
             finished_at: None,
             age_seconds: None,
@@ -408,64 +480,74 @@ impl State {
             device_key: device_key.clone(),
             fingerprint: fingerprint.clone(),
         };
-        let baseline = node.map(|n| n.baseline);
-        let run = match (latest, baseline) {
-            (Some(run), Some(BaselineState::Missing(_))) if run.result == RunResult::NoBaseline => {
+        // A GPU known to lack a baseline makes the node `no_baseline` until a run says worse.
+        let missing = nodes.iter().find_map(|n| match &n.baseline {
+            BaselineState::Missing(why) => Some(why.clone()),
+            _ => None,
+        });
+        let unusable = nodes.iter().find_map(|n| match &n.baseline {
+            BaselineState::Unusable(why) => Some(why.clone()),
+            _ => None,
+        });
+        let run = match (latest, missing) {
+            (Some(run), Some(_))
+                if matches!(
+                    run.result,
+                    RunResult::NoBaseline | RunResult::Regression | RunResult::WrongResult
+                ) =>
+            {
                 run
             }
-            (_, Some(BaselineState::Missing(why))) => {
-                return without_run(RunResult::NoBaseline.as_str(), why)
-            }
-            (Some(run), _) => run,
-            (None, Some(BaselineState::Unusable(why))) => {
-                return without_run(RunResult::Error.as_str(), why)
-            }
-            (None, _) => {
-                return match readiness {
-                    Readiness::Failed(why) => without_run(RunResult::Error.as_str(), why),
+            (_, Some(why)) => return without_run(RunResult::NoBaseline.as_str(), why),
+            (Some(run), None) => run,
+            (None, None) => {
+                return match (readiness, unusable) {
+                    (_, Some(why)) | (Readiness::Failed(why), _) => {
+                        without_run(RunResult::Error.as_str(), why)
+                    }
                     _ => without_run(PENDING, "no run of this process has finished yet".into()),
                 }
             }
         };
-        let rows = run.report.as_ref().map_or(&[][..], |r| &r.rows[..]);
+        let gpus: Vec<GpuVerdict> = run.gpus.iter().map(GpuVerdict::of).collect();
+        let union = |each: fn(&GpuVerdict) -> &Vec<String>| {
+            let mut all: Vec<String> = gpus.iter().flat_map(|g| each(g).clone()).collect();
+            all.dedup();
+            all
+        };
+        let message = match gpus.as_slice() {
+            [] => run.error.clone().unwrap_or_default(),
+            [one] => one.message.clone(),
+            many => many
+                .iter()
+                .map(|g| format!("{}: {}", gpu_label(&g.gpu, &g.adapter), g.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+        };
         VerdictDoc {
             ok: run.result == RunResult::Pass,
             verdict: run.result.as_str().into(),
-            worst_ratio: rows
-                .iter()
-                .filter_map(|r| r.comparison.as_ref().map(|c| c.ratio))
-                .reduce(f64::max),
-            regressions: rows
-                .iter()
-                .filter(|r| matches!(r.verdict, Verdict::Regression | Verdict::WrongResult))
-                .map(|r| r.key.clone())
-                .collect(),
-            inconclusive: run
-                .report
-                .as_ref()
-                .map(|r| r.outcome.inconclusive.clone())
-                .unwrap_or_default(),
-            throttled: rows
-                .iter()
-                .filter_map(|r| r.throttled.as_ref().map(|why| format!("{}: {why}", r.key)))
-                .collect(),
-            driver_change: run.report.as_ref().and_then(|r| r.driver_change.clone()),
+            worst_ratio: gpus.iter().filter_map(|g| g.worst_ratio).reduce(f64::max),
+            regressions: union(|g| &g.regressions),
+            inconclusive: gpus.iter().flat_map(|g| g.inconclusive.clone()).collect(),
+            throttled: union(|g| &g.throttled),
+            driver_change: gpus.iter().find_map(|g| g.driver_change.clone()),
             run_id: Some(run.id),
             finished_at: Some(run.finished_at),
             age_seconds: Some(
                 u64::try_from((Utc::now() - run.finished_at).num_seconds()).unwrap_or(0),
             ),
-            message: run
-                .report
-                .as_ref()
-                .map(|r| r.outcome.message.clone())
-                .or(run.error.clone())
-                .unwrap_or_default(),
+            message,
+            gpus,
             device_key,
             fingerprint,
         }
     }
 }
+
+/// The fewest runs `--changes-window` may look at: E-divisive needs segments on both sides of a
+/// change.
+pub const MIN_CHANGES_WINDOW: usize = 8;
 
 /// The verdict before any run, while nothing is known.
 pub const PENDING: &str = "pending";
@@ -505,7 +587,7 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".into())
 }
 
-/// The worker: probe the device once, then measure each queued run in turn. GPU work happens
+/// The worker: probe the GPUs once, then measure each queued run in turn. GPU work happens
 /// here only. A run that panics is recorded as an `error` run and the worker goes on.
 fn worker(
     state: Arc<State>,
@@ -515,17 +597,23 @@ fn worker(
     fault: Option<Fault>,
 ) {
     let _alive = state.worker_guard();
-    let probed = guarded_probe(&choice, &check);
+    let (mut known, probed) = guarded_probe(&choice, &check);
     match &probed {
-        Readiness::Ready(node) => match &node.baseline {
-            BaselineState::Loaded(path) => {
-                tracing::info!(device_key = %node.device_key, baseline = %path, "ready")
+        Readiness::Ready(nodes) => {
+            for node in nodes {
+                let gpu = gpu_label(&node.gpu, &node.fingerprint.name);
+                match &node.baseline {
+                    BaselineState::Loaded(path) => {
+                        tracing::info!(%gpu, device_key = %node.device_key, baseline = %path, "ready")
+                    }
+                    BaselineState::Missing(why) | BaselineState::Unusable(why) => tracing::warn!(
+                        %gpu,
+                        device_key = %node.device_key,
+                        "ready, but this GPU cannot be validated: {why}"
+                    ),
+                }
             }
-            BaselineState::Missing(why) | BaselineState::Unusable(why) => tracing::warn!(
-                device_key = %node.device_key,
-                "ready, but this device cannot be validated: {why}"
-            ),
-        },
+        }
         Readiness::Failed(why) => tracing::error!("not ready: {why}"),
         Readiness::Starting => {}
     }
@@ -539,100 +627,175 @@ fn worker(
             if panic_now {
                 panic!("{FAULT_ENV}=worker-panic: a panic injected into run {id}");
             }
-            measure(&choice, &check)
+            measure(&choice, &mut known, &check)
         }));
-        let finished_at = Utc::now();
-        let (seen, outcome) = match measured {
-            Ok((seen, Ok(report))) => (Some(seen), Ok(report)),
-            Ok((seen, Err(e))) => (Some(seen), Err((RunResult::of_error(&e), e.to_string()))),
+        let record = match measured {
+            Ok((seen, gpus, error)) => {
+                state.set_readiness(seen);
+                RunRecord::new(id, trigger, started_at, gpus, error)
+            }
             Err(payload) => {
                 let why = panic_message(payload.as_ref());
                 tracing::error!(id, "validation run panicked: {why}");
-                (
-                    None,
-                    Err((RunResult::Error, format!("the run panicked: {why}"))),
+                RunRecord::failed(
+                    id,
+                    trigger,
+                    started_at,
+                    RunResult::Error,
+                    format!("the run panicked: {why}"),
                 )
             }
-        };
-        let record = match outcome {
-            Ok(report) => RunRecord {
-                id,
-                trigger,
-                started_at,
-                finished_at,
-                result: RunResult::of(&report),
-                report: Some(report),
-                error: None,
-            },
-            Err((result, why)) => RunRecord {
-                id,
-                trigger,
-                started_at,
-                finished_at,
-                result,
-                report: None,
-                error: Some(why),
-            },
         };
         tracing::info!(
             id,
             result = record.result.as_str(),
+            gpus = record.gpus.len(),
             "validation run finished"
         );
-        if let Some(seen) = seen {
-            state.set_readiness(seen);
-        }
         state.finish(record);
     }
 }
 
-/// One check, and what it showed of the device and its baseline (an operator may have mounted
-/// or replaced a baseline since the probe).
+/// One run of the node: every GPU, one after the other, each through the path `gpugate check`
+/// takes (its measurements in fresh child processes opened on that GPU alone). One GPU at a
+/// time, so one GPU's CPU-side work (references, verification) never competes with another's
+/// timing. GPUs are looked up again first: one that was `known` and is gone now (fallen off
+/// the bus) is an `error` for as long as this process lives, never silently dropped. Returns
+/// what the run showed of the GPUs and their baselines, each GPU's part, and why nothing was
+/// measured when no GPU could be.
 fn measure(
     choice: &AdapterChoice,
+    known: &mut Vec<GpuTarget>,
     check: &CheckOptions,
-) -> (Readiness, Result<crate::report::Report>) {
-    let outcome = crate::gate::check(choice, check);
-    let seen = match &outcome {
-        Ok(crate::report::Report {
-            device_key: Some(device_key),
-            fingerprint: Some(fingerprint),
-            baseline_file,
-            ..
-        }) => Readiness::Ready(Node {
-            device_key: device_key.clone(),
-            fingerprint: fingerprint.clone(),
-            baseline: BaselineState::Loaded(baseline_file.clone().unwrap_or_default()),
-        }),
-        // The adapter may have come (or gone) since the probe: look again.
-        _ => probe(choice, check),
+) -> (Readiness, Vec<GpuRun>, Option<String>) {
+    let (found, lookup_error) = match crate::device::gpus(choice) {
+        Ok(found) => (found, None),
+        Err(e) => (vec![], Some(e.to_string())),
     };
-    (seen, outcome)
+    let mut nodes = vec![];
+    let mut runs = vec![];
+    for target in &found {
+        let outcome = crate::gate::check(&target.choice, check);
+        let node = match &outcome {
+            Ok(crate::report::Report {
+                device_key: Some(device_key),
+                fingerprint: Some(fingerprint),
+                baseline_file,
+                ..
+            }) => Some(Node {
+                gpu: target.identity.clone(),
+                device_key: device_key.clone(),
+                fingerprint: fingerprint.clone(),
+                baseline: BaselineState::Loaded(baseline_file.clone().unwrap_or_default()),
+            }),
+            // The GPU or its baseline may have changed since the probe: look again.
+            _ => open_node(target, check).ok(),
+        };
+        nodes.extend(node);
+        runs.push(match outcome {
+            Ok(report) => GpuRun {
+                gpu: target.identity.clone(),
+                adapter: target.adapter.clone(),
+                result: RunResult::of(&report),
+                report: Some(report),
+                error: None,
+            },
+            Err(e) => GpuRun {
+                gpu: target.identity.clone(),
+                adapter: target.adapter.clone(),
+                result: RunResult::of_error(&e),
+                report: None,
+                error: Some(e.to_string()),
+            },
+        });
+    }
+    for gone in known.iter().filter(|k| !found.iter().any(|f| f.identity == k.identity)) {
+        runs.push(GpuRun {
+            gpu: gone.identity.clone(),
+            adapter: gone.adapter.clone(),
+            result: RunResult::Error,
+            report: None,
+            error: Some(format!(
+                "{} was validated before and is no longer among the adapters{}",
+                gpu_label(&gone.identity, &gone.adapter),
+                lookup_error
+                    .as_ref()
+                    .map_or(String::new(), |e| format!(" ({e})"))
+            )),
+        });
+    }
+    for target in found {
+        if !known.iter().any(|k| k.identity == target.identity) {
+            known.push(target);
+        }
+    }
+    let readiness = if nodes.is_empty() {
+        Readiness::Failed(
+            lookup_error
+                .clone()
+                .or_else(|| runs.iter().find_map(|r| r.error.clone()))
+                .unwrap_or_else(|| "no GPU could be opened".into()),
+        )
+    } else {
+        Readiness::Ready(nodes)
+    };
+    let error = runs.is_empty().then_some(lookup_error).flatten();
+    (readiness, runs, error)
+}
+
+/// Open one GPU and look up its baseline; never records one.
+fn open_node(target: &GpuTarget, check: &CheckOptions) -> Result<Node> {
+    let gpu = Gpu::open(&target.choice)?;
+    let fingerprint = gpu.fingerprint.clone();
+    drop(gpu);
+    Ok(Node::new(
+        target.identity.clone(),
+        fingerprint,
+        &check.baselines,
+    ))
 }
 
 /// [`probe`], a panic in it reported as an unready node instead of a dead worker.
-fn guarded_probe(choice: &AdapterChoice, check: &CheckOptions) -> Readiness {
+fn guarded_probe(choice: &AdapterChoice, check: &CheckOptions) -> (Vec<GpuTarget>, Readiness) {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| probe(choice, check))).unwrap_or_else(
         |payload| {
-            Readiness::Failed(format!(
-                "the start-up probe panicked: {}",
-                panic_message(payload.as_ref())
-            ))
+            (
+                vec![],
+                Readiness::Failed(format!(
+                    "the start-up probe panicked: {}",
+                    panic_message(payload.as_ref())
+                )),
+            )
         },
     )
 }
 
-/// Open the adapter and look up its baseline; never records one. A missing or unusable baseline
-/// does not make the node unready: it is the verdict's business.
-fn probe(choice: &AdapterChoice, check: &CheckOptions) -> Readiness {
-    match Gpu::open(choice) {
-        Ok(gpu) => {
-            let fingerprint = gpu.fingerprint.clone();
-            drop(gpu);
-            Readiness::Ready(Node::new(fingerprint, &check.baselines))
+/// Find the node's GPUs, open each and look up its baseline; never records one. A missing or
+/// unusable baseline does not make the node unready: it is the verdict's business. Ready while
+/// at least one GPU opens; one that does not is an error in every run.
+fn probe(choice: &AdapterChoice, check: &CheckOptions) -> (Vec<GpuTarget>, Readiness) {
+    let targets = match crate::device::gpus(choice) {
+        Ok(targets) => targets,
+        Err(e) => return (vec![], Readiness::Failed(e.to_string())),
+    };
+    let mut nodes = vec![];
+    let mut failed = vec![];
+    for target in &targets {
+        match open_node(target, check) {
+            Ok(node) => nodes.push(node),
+            Err(e) => {
+                let gpu = gpu_label(&target.identity, &target.adapter);
+                tracing::error!(%gpu, "cannot open this GPU: {e}");
+                failed.push(format!("{gpu}: {e}"));
+            }
         }
-        Err(e) => Readiness::Failed(e.to_string()),
     }
+    let readiness = if nodes.is_empty() {
+        Readiness::Failed(failed.join("; "))
+    } else {
+        Readiness::Ready(nodes)
+    };
+    (targets, readiness)
 }
 
 /// The longest wait between scheduled runs, whatever `--interval` says: the arithmetic below
@@ -721,7 +884,7 @@ pub fn serve(config: Config) -> Result<u8> {
     let (tx, rx) = mpsc::channel();
     let state = Arc::new(State::new(
         history,
-        Metrics::new(&config.hostname),
+        Metrics::new(&config.hostname, config.interval),
         config.token.clone(),
         tx,
     ));
