@@ -804,7 +804,9 @@ fn retention(args: &ServeArgs) -> Result<crate::serve::history::Retention> {
             args.retention
         )));
     }
-    let span = args.interval.saturating_mul(u32::try_from(window).unwrap_or(u32::MAX));
+    let span = args
+        .interval
+        .saturating_mul(u32::try_from(window).unwrap_or(u32::MAX));
     let age = match args.retention_age {
         Some(age) if age < span => {
             return Err(Error::Usage(format!(

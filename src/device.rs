@@ -311,7 +311,13 @@ pub fn gpus(choice: &AdapterChoice) -> Result<Vec<GpuTarget>> {
             }
         })
         .collect();
-    targets.sort_by_key(|t| (t.identity.index.is_none(), t.identity.index, t.identity.pci_bus_id.clone()));
+    targets.sort_by_key(|t| {
+        (
+            t.identity.index.is_none(),
+            t.identity.index,
+            t.identity.pci_bus_id.clone(),
+        )
+    });
     Ok(targets)
 }
 
@@ -323,7 +329,11 @@ fn distinct_gpus(infos: &[wgpu::AdapterInfo]) -> Vec<&wgpu::AdapterInfo> {
         .iter()
         .filter(|i| i.device_type != wgpu::DeviceType::Cpu)
         .collect();
-    if hardware.is_empty() || hardware.iter().any(|i| i.device_pci_bus_id.trim().is_empty()) {
+    if hardware.is_empty()
+        || hardware
+            .iter()
+            .any(|i| i.device_pci_bus_id.trim().is_empty())
+    {
         return hardware
             .first()
             .copied()
@@ -336,7 +346,9 @@ fn distinct_gpus(infos: &[wgpu::AdapterInfo]) -> Vec<&wgpu::AdapterInfo> {
         .into_iter()
         .filter(|i| {
             let bus = i.device_pci_bus_id.as_str();
-            let new = !seen.iter().any(|s| crate::telemetry::same_pci_bus_id(s, bus));
+            let new = !seen
+                .iter()
+                .any(|s| crate::telemetry::same_pci_bus_id(s, bus));
             seen.push(bus);
             new
         })
@@ -644,6 +656,83 @@ impl Gpu {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn adapter(name: &str, kind: wgpu::DeviceType, bus: &str) -> wgpu::AdapterInfo {
+        wgpu::AdapterInfo {
+            name: name.into(),
+            vendor: 0x10de,
+            device: 1,
+            device_type: kind,
+            device_pci_bus_id: bus.into(),
+            driver: String::new(),
+            driver_info: String::new(),
+            backend: wgpu::Backend::Vulkan,
+            subgroup_min_size: 32,
+            subgroup_max_size: 32,
+            transient_saves_memory: None,
+            limit_bucket: None,
+        }
+    }
+
+    #[test]
+    fn gpus_are_told_apart_by_pci_bus_id_and_named_as_nvml_names_them() {
+        use wgpu::DeviceType::{Cpu, DiscreteGpu};
+        // Vulkan's order is not NVML's; lavapipe is left out beside hardware.
+        let infos = [
+            adapter("H100", DiscreteGpu, "0000:c1:00.0"),
+            adapter("H100", DiscreteGpu, "0000:1b:00.0"),
+            adapter("H100", DiscreteGpu, "0000:C1:00.0"),
+            adapter("llvmpipe", Cpu, ""),
+        ];
+        let gpus = distinct_gpus(&infos);
+        assert_eq!(
+            gpus.iter()
+                .map(|i| i.device_pci_bus_id.as_str())
+                .collect::<Vec<_>>(),
+            ["0000:c1:00.0", "0000:1b:00.0"],
+            "one adapter per bus id, software left out"
+        );
+        let nvml = [
+            GpuIdentity {
+                index: Some(0),
+                uuid: Some("GPU-aaa".into()),
+                model_name: Some("NVIDIA H100 80GB HBM3".into()),
+                pci_bus_id: Some("00000000:1B:00.0".into()),
+            },
+            GpuIdentity {
+                index: Some(1),
+                uuid: Some("GPU-bbb".into()),
+                model_name: Some("NVIDIA H100 80GB HBM3".into()),
+                pci_bus_id: Some("00000000:C1:00.0".into()),
+            },
+        ];
+        assert_eq!(identify("0000:c1:00.0", &nvml), nvml[1]);
+        assert_eq!(identify("0000:1b:00.0", &nvml), nvml[0]);
+        // Without NVML (or a bus id it does not list): the bus id alone.
+        assert_eq!(
+            identify("0000:1b:00.0", &[]),
+            GpuIdentity {
+                pci_bus_id: Some("0000:1b:00.0".into()),
+                ..GpuIdentity::default()
+            }
+        );
+        assert_eq!(identify("", &nvml), GpuIdentity::default());
+        // Only software: the best adapter. A GPU without a bus id cannot be told apart from
+        // another: the best alone.
+        let software = [adapter("llvmpipe", Cpu, ""), adapter("other", Cpu, "")];
+        assert_eq!(distinct_gpus(&software).len(), 1);
+        let unknown = [
+            adapter("A", DiscreteGpu, "0000:01:00.0"),
+            adapter("B", DiscreteGpu, ""),
+        ];
+        assert_eq!(
+            distinct_gpus(&unknown)
+                .iter()
+                .map(|i| i.name.as_str())
+                .collect::<Vec<_>>(),
+            ["A"]
+        );
+    }
 
     fn fp(name: &str, cpu: Option<&str>) -> Fingerprint {
         Fingerprint {

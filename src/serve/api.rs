@@ -298,7 +298,11 @@ pub fn history_page(history: &History) -> String {
                     latest
                         .gpus
                         .iter()
-                        .map(|g| format!("{} {}", super::gpu_label(&g.gpu, &g.adapter), g.result.as_str()))
+                        .map(|g| format!(
+                            "{} {}",
+                            super::gpu_label(&g.gpu, &g.adapter),
+                            g.result.as_str()
+                        ))
                         .collect::<Vec<_>>()
                         .join(", "),
                     shown.map_or(String::new(), |g| super::gpu_label(&g.gpu, &g.adapter))

@@ -25,8 +25,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::compare::Verdict;
-use crate::error::{Error, Result};
 use crate::device::GpuIdentity;
+use crate::error::{Error, Result};
 use crate::report::Report;
 
 /// What started a run.
@@ -816,7 +816,9 @@ mod tests {
         std::fs::remove_file(dir.path().join(file_name(u64::MAX))).unwrap();
         std::fs::write(dir.path().join(file_name(u64::MAX - 1)), b"garbage").unwrap();
         assert_eq!(
-            History::open(Some(dir.path()), Retention::runs(5)).unwrap().next_id(),
+            History::open(Some(dir.path()), Retention::runs(5))
+                .unwrap()
+                .next_id(),
             u64::MAX
         );
     }
@@ -900,10 +902,16 @@ mod tests {
     #[test]
     fn the_node_is_as_bad_as_its_worst_gpu() {
         use RunResult::*;
-        assert_eq!(RunResult::worst([Pass, Regression, Error]), Some(Regression));
+        assert_eq!(
+            RunResult::worst([Pass, Regression, Error]),
+            Some(Regression)
+        );
         assert_eq!(RunResult::worst([Pass, Inconclusive]), Some(Inconclusive));
         assert_eq!(RunResult::worst([NoBaseline, Error]), Some(Error));
-        assert_eq!(RunResult::worst([Regression, WrongResult]), Some(WrongResult));
+        assert_eq!(
+            RunResult::worst([Regression, WrongResult]),
+            Some(WrongResult)
+        );
         assert_eq!(RunResult::worst([Pass, Pass]), Some(Pass));
         assert_eq!(RunResult::worst([]), None);
         // A run without a GPU measured nothing: an error, never a pass.

@@ -51,7 +51,11 @@ fn per_gpu(extra: &[&'static str]) -> Vec<&'static str> {
 
 /// `labels` (a GPU's) followed by `extra` values.
 fn values<'a>(labels: &'a [String; 4], extra: &[&'a str]) -> Vec<&'a str> {
-    labels.iter().map(String::as_str).chain(extra.iter().copied()).collect()
+    labels
+        .iter()
+        .map(String::as_str)
+        .chain(extra.iter().copied())
+        .collect()
 }
 
 pub struct Metrics {
@@ -106,9 +110,14 @@ impl Metrics {
         let labels = [("Hostname".to_string(), hostname.to_string())].into();
         let registry = Registry::new_custom(None, Some(labels)).expect("valid const labels");
         let r = &registry;
-        gauge_vec(r, "gpugate_build_info", "gpugate build, always 1", &["version"])
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1.0);
+        gauge_vec(
+            r,
+            "gpugate_build_info",
+            "gpugate build, always 1",
+            &["version"],
+        )
+        .with_label_values(&[env!("CARGO_PKG_VERSION")])
+        .set(1.0);
         register(
             r,
             Gauge::new(
@@ -305,7 +314,8 @@ impl Metrics {
                 .with_label_values(&values(&id, &[]))
                 .set(f64::from(u8::from(node.baseline.is_loaded())));
         }
-        self.gpus.set(i64::try_from(nodes.len()).unwrap_or(i64::MAX));
+        self.gpus
+            .set(i64::try_from(nodes.len()).unwrap_or(i64::MAX));
         self.invalidate();
     }
 
@@ -327,6 +337,14 @@ impl Metrics {
             self.count_streaks(run);
         }
         self.set_streaks();
+        // Staleness survives a restart: the last success is the kept history's.
+        let at = |r: &RunRecord| r.finished_at.timestamp_millis() as f64 / 1e3;
+        if let Some(latest) = history.latest() {
+            self.last_run.set(at(latest));
+        }
+        if let Some(pass) = history.iter().find(|r| r.result == RunResult::Pass) {
+            self.last_success.set(at(pass));
+        }
     }
 
     /// A run that ended without being measured here (interrupted by the last process's end).
@@ -487,6 +505,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::device::Fingerprint;
 
     fn fingerprint(name: &str, driver: &str) -> Fingerprint {
         Fingerprint {
@@ -511,51 +530,220 @@ mod tests {
             .collect()
     }
 
+    /// The series of `name`: each one's labels (in any order) and value.
+    fn series(text: &str, name: &str) -> Vec<(std::collections::BTreeMap<String, String>, f64)> {
+        lines(text, name)
+            .into_iter()
+            .map(|l| {
+                let (labels, value) = l[name.len() + 1..].rsplit_once("} ").unwrap();
+                let labels = labels
+                    .split("\",")
+                    .map(|kv| {
+                        let (k, v) = kv.split_once("=\"").unwrap();
+                        (k.to_string(), v.trim_end_matches('"').to_string())
+                    })
+                    .collect();
+                (labels, value.parse().unwrap())
+            })
+            .collect()
+    }
+
+    /// The value of the one series of `name` whose labels include `having`.
+    fn value(text: &str, name: &str, having: &[(&str, &str)]) -> Option<f64> {
+        let found: Vec<f64> = series(text, name)
+            .into_iter()
+            .filter(|(l, _)| {
+                having
+                    .iter()
+                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+            })
+            .map(|(_, v)| v)
+            .collect();
+        assert!(found.len() <= 1, "{name} {having:?}: {found:?}");
+        found.first().copied()
+    }
+
+    fn node(index: u32, driver: &str, loaded: bool) -> Node {
+        Node {
+            gpu: GpuIdentity {
+                index: Some(index),
+                uuid: Some(format!("GPU-{index}")),
+                model_name: Some("GPU A".into()),
+                pci_bus_id: Some(format!("00000000:0{index}:00.0")),
+            },
+            device_key: "GPU-A-vulkan".into(),
+            fingerprint: fingerprint("GPU A", driver),
+            baseline: if loaded {
+                super::super::BaselineState::Loaded("b.json".into())
+            } else {
+                super::super::BaselineState::Missing("none".into())
+            },
+        }
+    }
+
+    fn metrics() -> Metrics {
+        Metrics::new("n", std::time::Duration::from_secs(6 * 3600))
+    }
+
     #[test]
-    fn one_device_series_and_a_baseline_series_only_once_known() {
-        let m = Metrics::new("n");
+    fn one_device_series_per_gpu_and_baseline_series_only_once_known() {
+        let m = metrics();
         let t = text(&m);
         assert!(lines(&t, "gpugate_device_info").is_empty(), "{t}");
         assert!(lines(&t, "gpugate_baseline_present").is_empty(), "{t}");
+        assert_eq!(
+            value(&t, "gpugate_interval_seconds", &[("Hostname", "n")]),
+            Some(21600.0)
+        );
 
-        m.set_device(&fingerprint("GPU A", "550"));
-        m.set_baseline_present(false);
-        m.set_device(&fingerprint("GPU A", "560"));
+        m.set_devices(&[node(0, "550", false), node(1, "550", true)]);
+        m.set_devices(&[node(0, "560", false), node(1, "560", true)]);
         let t = text(&m);
         let device = lines(&t, "gpugate_device_info");
-        assert_eq!(device.len(), 1, "{t}");
-        assert!(device[0].contains("driver=\"560\""), "{t}");
+        assert_eq!(device.len(), 2, "{t}");
+        assert!(device.iter().all(|l| l.contains("driver=\"560\"")), "{t}");
+        let present = series(&t, "gpugate_baseline_present");
+        assert_eq!(present.len(), 2, "{t}");
+        let dcgm = [
+            ("Hostname", "n"),
+            ("gpu", "1"),
+            ("UUID", "GPU-1"),
+            ("modelName", "GPU A"),
+            ("pci_bus_id", "00000000:01:00.0"),
+        ];
         assert_eq!(
-            lines(&t, "gpugate_baseline_present"),
-            ["gpugate_baseline_present{hostname=\"n\"} 0"]
+            value(&t, "gpugate_baseline_present", &dcgm),
+            Some(1.0),
+            "{t}"
         );
-        m.set_baseline_present(true);
         assert_eq!(
-            lines(&text(&m), "gpugate_baseline_present"),
-            ["gpugate_baseline_present{hostname=\"n\"} 1"]
+            value(&t, "gpugate_baseline_present", &[("gpu", "0")]),
+            Some(0.0)
         );
+        assert_eq!(value(&t, "gpugate_gpus", &[]), Some(2.0));
 
-        m.clear_device();
+        m.set_devices(&[]);
         let t = text(&m);
         assert!(lines(&t, "gpugate_device_info").is_empty(), "{t}");
         assert!(lines(&t, "gpugate_baseline_present").is_empty(), "{t}");
     }
 
+    fn run(id: u64, gpus: &[(u32, RunResult, bool)]) -> RunRecord {
+        let report = crate::report::load(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/ci-check-report.json"
+        )))
+        .unwrap();
+        let gpus = gpus
+            .iter()
+            .map(|&(index, result, measured)| super::super::history::GpuRun {
+                gpu: node(index, "560", true).gpu,
+                adapter: "GPU A".into(),
+                result,
+                report: measured.then(|| report.clone()),
+                error: (!measured).then(|| "no".into()),
+            })
+            .collect();
+        RunRecord::new(
+            id,
+            super::super::history::Trigger::Interval,
+            chrono::Utc::now(),
+            gpus,
+            None,
+        )
+    }
+
+    #[test]
+    fn kernel_series_follow_the_latest_run_and_vanish_after_an_error() {
+        let m = metrics();
+        m.observe(&run(
+            1,
+            &[(0, RunResult::Pass, true), (1, RunResult::Pass, true)],
+        ));
+        let t = text(&m);
+        let kernels = lines(&t, "gpugate_kernel_median_seconds").len();
+        assert!(kernels >= 2 && kernels % 2 == 0, "{t}");
+        assert_eq!(
+            value(&t, "gpugate_node_verdict", &[("verdict", "pass")]),
+            Some(1.0)
+        );
+        // GPU 1 cannot be measured: its kernel series go, GPU 0's stay, the node is an error.
+        m.observe(&run(
+            2,
+            &[(0, RunResult::Pass, true), (1, RunResult::Error, false)],
+        ));
+        let t = text(&m);
+        let medians = series(&t, "gpugate_kernel_median_seconds");
+        assert_eq!(medians.len(), kernels / 2, "{t}");
+        assert!(medians.iter().all(|(l, _)| l["gpu"] == "0"), "{t}");
+        assert_eq!(
+            value(&t, "gpugate_node_verdict", &[("verdict", "error")]),
+            Some(1.0)
+        );
+        let error = [("gpu", "1"), ("verdict", "error")];
+        assert_eq!(value(&t, "gpugate_gpu_verdict", &error), Some(1.0));
+    }
+
+    #[test]
+    fn consecutive_results_count_per_gpu_and_survive_a_restart() {
+        let streak = |t: &str, gpu: &str, result: &str| {
+            let n = value(
+                t,
+                "gpugate_gpu_consecutive_runs",
+                &[("gpu", gpu), ("result", result)],
+            );
+            n.map(|n| n.to_string()).unwrap_or_default()
+        };
+        let m = metrics();
+        let mut history = History::open(None, super::super::history::Retention::runs(10)).unwrap();
+        for id in 1..=3 {
+            let record = run(
+                id,
+                &[
+                    (0, RunResult::Inconclusive, true),
+                    (1, RunResult::Pass, true),
+                ],
+            );
+            m.observe(&record);
+            history.push(record).unwrap();
+        }
+        let t = text(&m);
+        assert_eq!(streak(&t, "0", "inconclusive"), "3", "{t}");
+        assert_eq!(streak(&t, "0", "pass"), "0", "{t}");
+        assert_eq!(streak(&t, "1", "pass"), "3", "{t}");
+        // A new process replays the kept history.
+        let again = metrics();
+        again.init(&history);
+        let t = text(&again);
+        assert_eq!(streak(&t, "0", "inconclusive"), "3");
+        let last = history.latest().unwrap().finished_at.timestamp_millis() as f64 / 1e3;
+        assert_eq!(
+            value(&t, "gpugate_last_run_timestamp_seconds", &[]),
+            Some(last)
+        );
+        assert_eq!(
+            value(&t, "gpugate_last_success_timestamp_seconds", &[]),
+            Some(0.0),
+            "no pass kept"
+        );
+        // A different result starts a new streak.
+        m.observe(&run(
+            4,
+            &[(0, RunResult::Pass, true), (1, RunResult::Pass, true)],
+        ));
+        let t = text(&m);
+        assert_eq!(streak(&t, "0", "inconclusive"), "0", "{t}");
+        assert_eq!(streak(&t, "0", "pass"), "1", "{t}");
+    }
+
     #[test]
     fn every_result_has_a_series_from_the_start() {
-        let m = Metrics::new("n");
-        m.init_results();
+        let m = metrics();
+        m.init(&History::open(None, super::super::history::Retention::runs(1)).unwrap());
         let t = text(&m);
         for r in RunResult::ALL {
-            let line = format!(
-                "gpugate_runs_total{{hostname=\"n\",result=\"{}\"}} 0",
-                r.as_str()
-            );
-            let alt = format!(
-                "gpugate_runs_total{{result=\"{}\",hostname=\"n\"}} 0",
-                r.as_str()
-            );
-            assert!(t.lines().any(|l| l == line || l == alt), "{line}\n{t}");
+            let having = [("Hostname", "n"), ("result", r.as_str())];
+            assert_eq!(value(&t, "gpugate_runs_total", &having), Some(0.0), "{t}");
         }
     }
 }

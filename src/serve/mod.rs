@@ -709,7 +709,10 @@ fn measure(
             },
         });
     }
-    for gone in known.iter().filter(|k| !found.iter().any(|f| f.identity == k.identity)) {
+    for gone in known
+        .iter()
+        .filter(|k| !found.iter().any(|f| f.identity == k.identity))
+    {
         runs.push(GpuRun {
             gpu: gone.identity.clone(),
             adapter: gone.adapter.clone(),
@@ -1020,8 +1023,8 @@ mod tests {
         for which in ["scheduler", "worker"] {
             let (tx, _rx) = mpsc::channel();
             let state = Arc::new(State::new(
-                History::open(None, 10).unwrap(),
-                Metrics::new("n"),
+                History::open(None, history::Retention::runs(10)).unwrap(),
+                Metrics::new("n", Duration::from_secs(3600)),
                 None,
                 tx,
             ));
@@ -1041,15 +1044,13 @@ mod tests {
             );
             assert!(state.liveness().unwrap_err().contains(which));
             if which == "worker" {
-                state.finish(RunRecord {
+                state.finish(RunRecord::failed(
                     id,
-                    trigger: Trigger::Start,
-                    started_at: Utc::now(),
-                    finished_at: Utc::now(),
-                    result: RunResult::Error,
-                    report: None,
-                    error: None,
-                });
+                    Trigger::Start,
+                    Utc::now(),
+                    RunResult::Error,
+                    "x".into(),
+                ));
                 assert_eq!(state.start_run(Trigger::Api), Err(Refused::Stopped));
             }
         }
@@ -1061,8 +1062,8 @@ mod tests {
         std::fs::write(dir.path().join("run-18446744073709551614.json"), b"garbage").unwrap();
         let (tx, _rx) = mpsc::channel();
         let state = State::new(
-            History::open(Some(dir.path()), 10).unwrap(),
-            Metrics::new("n"),
+            History::open(Some(dir.path()), history::Retention::runs(10)).unwrap(),
+            Metrics::new("n", Duration::from_secs(3600)),
             None,
             tx,
         );

@@ -638,3 +638,54 @@ mod properties {
         }
     }
 }
+
+/// `--gpu` names one GPU by PCI bus id or NVML UUID; one that is not there is exit 3 naming it
+/// and what is there, a UUID without NVML exit 2 saying why.
+#[test]
+fn a_gpu_that_is_not_there_is_named() {
+    let out = crate::gpugate()
+        .args(["run", "--kernel", "copy", "--gpu", "0000:ee:1f.7"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("--gpu 0000:ee:1f.7"), "{stderr}");
+    assert!(stderr.contains("present:"), "{stderr}");
+    let out = crate::gpugate()
+        .args([
+            "run",
+            "--kernel",
+            "copy",
+            "--gpu",
+            "GPU-00000000-1111-2222-3333-444444444444",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // This machine has no NVIDIA driver: the UUID cannot be looked up.
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("NVML"), "{stderr}");
+}
+
+/// serve's history must keep the change-point window, by count and by age.
+#[test]
+fn a_retention_shorter_than_the_change_window_is_refused() {
+    for (args, flag) in [
+        (&["--retention", "20"][..], "--retention 20"),
+        (
+            &["--retention-age", "2d", "--interval", "1h"][..],
+            "--retention-age 2days",
+        ),
+        (&["--changes-window", "3"][..], "--changes-window"),
+    ] {
+        let out = crate::gpugate()
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(flag), "{args:?}: {stderr}");
+    }
+}

@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use chrono::Utc;
 use gpugate::serve::api::app;
-use gpugate::serve::history::{History, RunRecord, RunResult, Trigger};
+use gpugate::serve::history::{GpuRun, History, Retention, RunRecord, RunResult, Trigger};
 use gpugate::serve::metrics::Metrics;
 use gpugate::serve::State;
 use serde_json::Value;
@@ -245,8 +245,8 @@ async fn get_page(state: &Arc<State>) -> (StatusCode, String, String) {
 async fn serve_page_before_any_run_and_over_kept_runs() {
     let (tx, _rx) = std::sync::mpsc::channel();
     let state = Arc::new(State::new(
-        History::open(None, 10).unwrap(),
-        Metrics::new("node-a"),
+        History::open(None, Retention::runs(10)).unwrap(),
+        Metrics::new("node-a", std::time::Duration::from_secs(3600)),
         None,
         tx,
     ));
@@ -273,18 +273,19 @@ async fn serve_page_before_any_run_and_over_kept_runs() {
         }))
         .unwrap()
     };
-    let record = |id: u64, report: Option<gpugate::report::Report>| RunRecord {
-        id,
-        trigger: Trigger::Interval,
-        started_at: Utc::now(),
-        finished_at: Utc::now(),
-        result: if report.is_some() {
-            RunResult::Pass
-        } else {
-            RunResult::Error
-        },
-        error: report.is_none().then(|| "no adapter".to_string()),
-        report,
+    let record = |id: u64, report: Option<gpugate::report::Report>| {
+        let gpu = GpuRun {
+            gpu: Default::default(),
+            adapter: "Test GPU".into(),
+            result: if report.is_some() {
+                RunResult::Pass
+            } else {
+                RunResult::Error
+            },
+            error: report.is_none().then(|| "no adapter".to_string()),
+            report,
+        };
+        RunRecord::new(id, Trigger::Interval, Utc::now(), vec![gpu], None)
     };
     state
         .history()

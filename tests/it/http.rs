@@ -10,7 +10,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use gpugate::serve::api::{app, serve_http, HttpLimits};
-use gpugate::serve::history::{History, Trigger};
+use gpugate::serve::history::{History, Retention, Trigger};
 use gpugate::serve::metrics::Metrics;
 use gpugate::serve::State;
 use serde_json::Value;
@@ -31,8 +31,8 @@ impl TestServer {
     fn start(limits: HttpLimits) -> TestServer {
         let (tx, rx) = mpsc::channel();
         let state = Arc::new(State::new(
-            History::open(None, 10).unwrap(),
-            Metrics::new("node-a"),
+            History::open(None, Retention::runs(10)).unwrap(),
+            Metrics::new("node-a", std::time::Duration::from_secs(3600)),
             Some(TOKEN.into()),
             tx,
         ));

@@ -13,7 +13,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use gpugate::device::Fingerprint;
 use gpugate::serve::api::app;
-use gpugate::serve::history::{History, RunResult};
+use gpugate::serve::history::{History, Retention, RunResult};
 use gpugate::serve::metrics::Metrics;
 use gpugate::serve::{BaselineState, Node, Readiness, State};
 use http_body_util::BodyExt;
@@ -279,8 +279,8 @@ async fn daemonset_and_job_args_ports_and_probes_are_what_the_binary_accepts() {
     // The probes hit routes the app serves (not its 404 fallback), on the named port.
     let (tx, _rx) = mpsc::channel();
     let state = Arc::new(State::new(
-        History::open(None, 1).unwrap(),
-        Metrics::new("n"),
+        History::open(None, Retention::runs(1)).unwrap(),
+        Metrics::new("n", std::time::Duration::from_secs(3600)),
         None,
         tx,
     ));
@@ -466,8 +466,8 @@ fn service_monitor_scrapes_the_service_metrics_port() {
 fn state_without_baseline() -> Arc<State> {
     let (tx, _rx) = mpsc::channel();
     let state = Arc::new(State::new(
-        History::open(None, 1).unwrap(),
-        Metrics::new("n"),
+        History::open(None, Retention::runs(1)).unwrap(),
+        Metrics::new("n", std::time::Duration::from_secs(3600)),
         None,
         tx,
     ));
@@ -481,11 +481,12 @@ fn state_without_baseline() -> Arc<State> {
         backend: "vulkan".into(),
         cpu_model: None,
     };
-    state.set_readiness(Readiness::Ready(Node {
+    state.set_readiness(Readiness::Ready(vec![Node {
+        gpu: Default::default(),
         device_key: fingerprint.device_key(),
         fingerprint,
         baseline: BaselineState::Missing("no baseline for device".into()),
-    }));
+    }]));
     state
 }
 

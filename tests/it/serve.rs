@@ -11,7 +11,7 @@ use gpugate::compare::Verdict;
 use gpugate::device::Fingerprint;
 use gpugate::report::Report;
 use gpugate::serve::api::{app, BODY_LIMIT};
-use gpugate::serve::history::{History, RunRecord, RunResult, Trigger};
+use gpugate::serve::history::{GpuRun, History, Retention, RunRecord, RunResult, Trigger};
 use gpugate::serve::metrics::Metrics;
 use gpugate::serve::{BaselineState, Node, Readiness, State};
 use http_body_util::BodyExt;
@@ -21,7 +21,7 @@ use tower::ServiceExt;
 const TOKEN: &str = "test-token";
 
 fn state(token: Option<&str>) -> (Arc<State>, mpsc::Receiver<(u64, Trigger)>) {
-    state_over(History::open(None, 10).unwrap(), token)
+    state_over(History::open(None, Retention::runs(10)).unwrap(), token)
 }
 
 fn state_over(
@@ -29,24 +29,38 @@ fn state_over(
     token: Option<&str>,
 ) -> (Arc<State>, mpsc::Receiver<(u64, Trigger)>) {
     let (tx, rx) = mpsc::channel();
-    let state = State::new(history, Metrics::new("node-a"), token.map(String::from), tx);
+    let state = State::new(
+        history,
+        Metrics::new("node-a", std::time::Duration::from_secs(3600)),
+        token.map(String::from),
+        tx,
+    );
     (Arc::new(state), rx)
 }
 
-fn record(id: u64, result: RunResult) -> RunRecord {
-    RunRecord {
-        id,
-        trigger: Trigger::Api,
-        started_at: Utc::now(),
-        finished_at: Utc::now(),
+/// A finished run of one GPU ended in `result`, with `report` when it measured.
+fn gpu_run(result: RunResult, report: Option<gpugate::report::Report>) -> GpuRun {
+    GpuRun {
+        gpu: Default::default(),
+        adapter: "Test GPU".into(),
         result,
-        report: None,
         error: match result {
             RunResult::Error => Some("no adapter".to_string()),
             RunResult::NoBaseline => Some("no baseline for device \"Test-GPU-vulkan\"".to_string()),
             _ => None,
         },
+        report,
     }
+}
+
+fn record(id: u64, result: RunResult) -> RunRecord {
+    RunRecord::new(
+        id,
+        Trigger::Api,
+        Utc::now(),
+        vec![gpu_run(result, None)],
+        None,
+    )
 }
 
 /// A device as the probe would see it; `driver` tells two apart.
@@ -69,11 +83,12 @@ const KEY: &str = "Test-GPU-vulkan";
 fn ready(driver: &str, baseline: BaselineState) -> Readiness {
     let fingerprint = fingerprint(driver);
     assert_eq!(fingerprint.device_key(), KEY);
-    Readiness::Ready(Node {
+    Readiness::Ready(vec![Node {
+        gpu: Default::default(),
         device_key: KEY.into(),
         fingerprint,
         baseline,
-    })
+    }])
 }
 
 fn missing() -> BaselineState {
@@ -531,7 +546,7 @@ async fn a_device_without_a_baseline_says_no_baseline_from_the_probe_on() {
 
     // A pass kept from an earlier process is listed, never a verdict: it may name a replaced
     // GPU, driver or baseline. Nor does it hide that this device has no baseline now.
-    let mut kept = History::open(None, 10).unwrap();
+    let mut kept = History::open(None, Retention::runs(10)).unwrap();
     kept.push(record(7, RunResult::Pass)).unwrap();
     let (restarted, _rx) = state_over(kept, Some(TOKEN));
     let (body, flagger) = verdicts(&restarted).await;
@@ -590,27 +605,27 @@ async fn metrics_use_the_text_format_and_bounded_labels() {
     let (state, _rx) = state(Some(TOKEN));
     let id = state.start_run(Trigger::Api).unwrap();
     // As the worker does with a report.
-    state.set_readiness(Readiness::Ready(Node {
+    state.set_readiness(Readiness::Ready(vec![Node {
+        gpu: Default::default(),
         device_key: report.device_key.clone().unwrap(),
         fingerprint: report.fingerprint.clone().unwrap(),
         baseline: BaselineState::Loaded(report.baseline_file.clone().unwrap()),
-    }));
+    }]));
     let result = RunResult::of(&report);
-    state.finish(RunRecord {
+    state.finish(RunRecord::new(
         id,
-        trigger: Trigger::Api,
-        started_at: Utc::now(),
-        finished_at: Utc::now(),
-        result,
-        report: Some(report.clone()),
-        error: None,
-    });
+        Trigger::Api,
+        Utc::now(),
+        vec![gpu_run(result, Some(report.clone()))],
+        None,
+    ));
     let (content_type, text) = scrape(&state).await;
     assert_eq!(content_type, "text/plain; version=0.0.4");
     for line in [
         "gpugate_build_info{version=",
-        "gpugate_run_in_progress{hostname=\"node-a\"} 0",
-        "gpugate_last_run_timestamp_seconds{hostname=\"node-a\"}",
+        "gpugate_run_in_progress{Hostname=\"node-a\"} 0",
+        "gpugate_last_run_timestamp_seconds{Hostname=\"node-a\"}",
+        "gpugate_interval_seconds{Hostname=\"node-a\"} 3600",
         "# TYPE gpugate_run_duration_seconds histogram",
     ] {
         assert!(
@@ -682,9 +697,14 @@ async fn metrics_use_the_text_format_and_bounded_labels() {
     for s in &m {
         for (label, v) in &s.labels {
             match label.as_str() {
-                "hostname" => assert_eq!(v, "node-a"),
+                "Hostname" => assert_eq!(v, "node-a"),
+                // DCGM's identity labels: empty for a GPU without a PCI bus id, as here.
+                "gpu" | "UUID" | "modelName" | "pci_bus_id" => assert_eq!(v, "", "{s:?}"),
                 "kernel" => assert!(kernels.contains(v), "kernel {v} in {s:?}"),
-                "verdict" => assert!(verdict_names.contains(&v.as_str()), "{s:?}"),
+                "verdict" => assert!(
+                    verdict_names.contains(&v.as_str()) || results.contains(&v.as_str()),
+                    "{s:?}"
+                ),
                 "reason" => assert!(
                     gpugate::compare::Reason::ALL
                         .iter()
@@ -716,18 +736,24 @@ fn a_record_with_non_finite_numbers_loads_after_a_restart() {
     comparison.ratio = f64::INFINITY;
     comparison.threshold = f64::NAN;
     let dir = tempfile::tempdir().unwrap();
-    let mut history = History::open(Some(dir.path()), 10).unwrap();
-    let mut run = record(1, RunResult::Regression);
-    run.report = Some(report.clone());
+    let mut history = History::open(Some(dir.path()), Retention::runs(10)).unwrap();
+    let run = RunRecord::new(
+        1,
+        Trigger::Api,
+        Utc::now(),
+        vec![gpu_run(RunResult::Regression, Some(report.clone()))],
+        None,
+    );
     history.push(run).unwrap();
     drop(history);
 
-    let reopened = History::open(Some(dir.path()), 10).unwrap();
+    let reopened = History::open(Some(dir.path()), Retention::runs(10)).unwrap();
     let loaded = reopened
         .get(1)
         .expect("the record loads")
-        .report
-        .clone()
+        .reports()
+        .next()
+        .cloned()
         .unwrap();
     let row = &loaded.rows[0];
     assert!(row.median_s.is_nan());
@@ -741,7 +767,7 @@ fn a_record_with_non_finite_numbers_loads_after_a_restart() {
 #[test]
 fn history_survives_restart_skips_corrupt_files_and_keeps_retention() {
     let dir = tempfile::tempdir().unwrap();
-    let mut history = History::open(Some(dir.path()), 3).unwrap();
+    let mut history = History::open(Some(dir.path()), Retention::runs(3)).unwrap();
     for id in 1..=4 {
         history.push(record(id, RunResult::Pass)).unwrap();
     }
@@ -755,7 +781,7 @@ fn history_survives_restart_skips_corrupt_files_and_keeps_retention() {
     )
     .unwrap();
     std::fs::write(dir.path().join(".run-000000000010.json.tmp"), b"partial").unwrap();
-    let reopened = History::open(Some(dir.path()), 3).unwrap();
+    let reopened = History::open(Some(dir.path()), Retention::runs(3)).unwrap();
     assert_eq!(ids(&reopened), [4, 3, 2]);
     assert_eq!(
         reopened.next_id(),
@@ -771,12 +797,12 @@ fn history_survives_restart_skips_corrupt_files_and_keeps_retention() {
 #[test]
 fn an_accepted_run_is_durable_and_ends_as_interrupted_if_the_process_dies() {
     let dir = tempfile::tempdir().unwrap();
-    let mut history = History::open(Some(dir.path()), 10).unwrap();
+    let mut history = History::open(Some(dir.path()), Retention::runs(10)).unwrap();
     history.push(record(1, RunResult::Pass)).unwrap();
     history.accept(2, Trigger::Api).unwrap();
     drop(history); // as kill -9 would leave it: run 2 accepted, never finished
 
-    let reopened = History::open(Some(dir.path()), 10).unwrap();
+    let reopened = History::open(Some(dir.path()), Retention::runs(10)).unwrap();
     assert_eq!(reopened.interrupted_at_open(), Some(2));
     let run = reopened.get(2).expect("run 2 is recorded");
     assert_eq!(run.result, RunResult::Interrupted);
@@ -788,7 +814,7 @@ fn an_accepted_run_is_durable_and_ends_as_interrupted_if_the_process_dies() {
     assert_eq!(reopened.next_id(), 3);
     drop(reopened);
     // The interrupted record is itself on disk: a second restart finds nothing new.
-    let again = History::open(Some(dir.path()), 10).unwrap();
+    let again = History::open(Some(dir.path()), Retention::runs(10)).unwrap();
     assert_eq!(again.interrupted_at_open(), None);
     assert_eq!(again.get(2).unwrap().result, RunResult::Interrupted);
 
@@ -805,7 +831,7 @@ fn an_accepted_run_is_durable_and_ends_as_interrupted_if_the_process_dies() {
         }
     }
     // (Run 2, the latest accepted, has no record of its end any more: interrupted again.)
-    let emptied = History::open(Some(dir.path()), 10).unwrap();
+    let emptied = History::open(Some(dir.path()), Retention::runs(10)).unwrap();
     assert_eq!(emptied.iter().map(|r| r.id).collect::<Vec<_>>(), [2]);
     assert_eq!(emptied.next_id(), 3);
 }
@@ -814,7 +840,10 @@ fn an_accepted_run_is_durable_and_ends_as_interrupted_if_the_process_dies() {
 async fn a_run_is_kept_in_memory_whatever_the_disk_does() {
     let dir = tempfile::tempdir().unwrap();
     let history_dir = dir.path().join("history");
-    let (state, rx) = state_over(History::open(Some(&history_dir), 10).unwrap(), Some(TOKEN));
+    let (state, rx) = state_over(
+        History::open(Some(&history_dir), Retention::runs(10)).unwrap(),
+        Some(TOKEN),
+    );
     let id = state.start_run(Trigger::Start).unwrap();
     assert_eq!(rx.try_recv().unwrap(), (id, Trigger::Start));
     // The disk goes away mid-run.
@@ -1263,7 +1292,10 @@ fn serve_without_a_baseline_is_ready_says_no_baseline_and_never_records_one() {
     let run = server.wait_finished(1);
     assert_eq!(run["result"], "no_baseline", "{run}");
     assert!(
-        run["error"].as_str().unwrap().contains("gpugate record"),
+        run["gpus"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("gpugate record"),
         "{run}"
     );
     let (status, body) = server.get("/api/v1/verdict/status").unwrap();
@@ -1333,12 +1365,28 @@ fn metrics_pass_promtool_and_a_real_prometheus_scrapes_them() {
     server.wait_for("/api/v1/verdict", |_, b| b.contains("\"run_id\":1"));
     let (_, metrics) = server.get("/metrics").unwrap();
 
-    // promtool's linter: names, types, units, help text.
-    let (status, output) = std::process::Command::new(tool("promtool"))
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .output_with_stdin(metrics.as_bytes());
+    // promtool's linter: names, types, units, help text. It wants snake_case label names, and
+    // DCGM's identity labels are camelCase on purpose (`Hostname`, `UUID`, `modelName`: what
+    // PromQL joins with dcgm-exporter's series on). So: with those renamed nothing at all is
+    // wrong, and as served that is the only complaint.
+    let lint = |text: &str| {
+        std::process::Command::new(tool("promtool"))
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .output_with_stdin(text.as_bytes())
+    };
+    let renamed = metrics
+        .replace("Hostname=", "hostname=")
+        .replace("UUID=", "uuid=")
+        .replace("modelName=", "model_name=");
+    let (status, output) = lint(&renamed);
     assert!(status.success(), "promtool check metrics:\n{output}");
+    let (_, output) = lint(&metrics);
+    assert!(
+        output.lines().all(|l| l.trim().is_empty()
+            || l.ends_with("label names should be written in 'snake_case' not 'camelCase'")),
+        "promtool check metrics:\n{output}"
+    );
 
     // A real Prometheus on loopback scrapes the sidecar every second.
     let prom_port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -1369,7 +1417,7 @@ fn metrics_pass_promtool_and_a_real_prometheus_scrapes_them() {
     let body = wait_for(
         prom_port,
         "/api/v1/query?query=gpugate_runs_total%7Bresult%3D%22pass%22%7D",
-        |status, body| status == 200 && body.contains("\"hostname\""),
+        |status, body| status == 200 && body.contains("\"Hostname\""),
     );
     let _ = prometheus.kill();
     let _ = prometheus.wait();
@@ -1378,7 +1426,7 @@ fn metrics_pass_promtool_and_a_real_prometheus_scrapes_them() {
     assert_eq!(series["metric"]["__name__"], "gpugate_runs_total", "{doc}");
     assert_eq!(series["metric"]["job"], "gpugate");
     assert_eq!(series["metric"]["result"], "pass");
-    assert!(series["metric"]["hostname"]
+    assert!(series["metric"]["Hostname"]
         .as_str()
         .is_some_and(|h| !h.is_empty()));
     assert!(
