@@ -29,7 +29,7 @@ ENV GPUGATE_BASELINES=/opt/gpugate/baselines \
     XDG_RUNTIME_DIR=/tmp \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics
 USER 65532:65532
-EXPOSE 9400
+EXPOSE 9478
 # checkov:skip=CKV_DOCKER_2: the image runs `serve` (probed by Kubernetes on /livez, /readyz), `check` and `record` (one-shot CLI runs); a HEALTHCHECK would probe a port the CLI commands never open
 ENTRYPOINT ["/usr/local/bin/gpugate"]
 CMD ["serve"]

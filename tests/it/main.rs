@@ -26,9 +26,16 @@
 //!   or stopped, gpugate's own panic, a lost device and GPU work past its `--deadline` all exit 4
 //!   within the deadline, naming the run or kernel; a regression with an unwritable `--json`
 //!   still exits 1; `--help` documents exit 4; `--backend gl` is refused.
-//! - `manifests`: k8s/ passes kubernetes-validate --strict (core kinds), promtool (alert rules and
-//!   a `promtool test rules` unit test of GpugateNoBaseline) and a documented field check (CRDs);
-//!   its args, ports and probe paths are accepted by the binary.
+//! - `manifests`: k8s/ passes kubernetes-validate --strict (core kinds), a promtool unit test of
+//!   the Flagger query and a documented field check (CRDs); its args, ports and probe paths are
+//!   accepted by the binary.
+//! - `alerts`: k8s/prometheusrule.yaml passes `promtool check rules` and the unit tests in
+//!   tests/promtool/ (each recording rule evaluated, each alert firing and not: staleness at
+//!   --interval 1h vs 6h, a fleet of 4 with one 25 % slower vs a fleet of 2), and a rule without
+//!   a test fails; each alert's runbook_url is a section of docs/runbooks.md; rules and the
+//!   Grafana dashboard read only the metric contract's names; every dashboard query and every
+//!   ```promql block of docs/ (the dcgm-exporter join) parses; the dashboard ConfigMap built by
+//!   kustomize passes kubernetes-validate --strict.
 //! - `serve`: the sidecar's API through `oneshot` (401/403/409/413/404/400, verdict shapes,
 //!   readiness and the device from the start-up probe, `no_baseline` and its 412, metrics format
 //!   and bounded labels on a real check report), its history store (durable acceptance,
@@ -98,6 +105,7 @@
 //!   redirected stderr; `NO_COLOR=1` leaves no SGR escape; `--format json` keeps stdout one
 //!   JSON document while bars are drawn.
 
+mod alerts;
 mod bad_input;
 mod baseline_cmd;
 mod ci_reports;
