@@ -544,7 +544,7 @@ pub struct ServeArgs {
     /// The bearer token itself; prefer --token-file. Without either, triggering is disabled.
     #[arg(long, env = "GPUGATE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// The `hostname` label on every metric (Kubernetes: the node name, as dcgm-exporter uses).
+    /// The `Hostname` label on every metric (Kubernetes: the node name, as dcgm-exporter uses).
     #[arg(long, env = "NODE_NAME")]
     pub hostname: Option<String>,
     #[command(flatten)]
