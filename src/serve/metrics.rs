@@ -60,6 +60,7 @@ fn values<'a>(labels: &'a [String; 4], extra: &[&'a str]) -> Vec<&'a str> {
 
 pub struct Metrics {
     registry: Registry,
+    names: Vec<String>,
     gpus: IntGauge,
     device_info: GaugeVec,
     /// Per GPU: one series once the GPU is known, none before (or without an adapter), so an
@@ -93,14 +94,27 @@ pub struct Metrics {
     rendered: Mutex<Option<std::sync::Arc<Vec<u8>>>>,
 }
 
-fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
-    registry
+/// The registry being built, and the name of every family registered in it (a family without
+/// series yet is not in the exposition, and the docs and rules must still name only real ones).
+struct Families {
+    registry: Registry,
+    names: std::cell::RefCell<Vec<String>>,
+}
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(r: &Families, metric: T) -> T {
+    let names = metric
+        .desc()
+        .iter()
+        .map(|d| d.fq_name.clone())
+        .collect::<Vec<_>>();
+    r.registry
         .register(Box::new(metric.clone()))
         .expect("metric names are unique and valid");
+    r.names.borrow_mut().extend(names);
     metric
 }
 
-fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+fn gauge_vec(r: &Families, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
     register(r, GaugeVec::new(Opts::new(name, help), labels).unwrap())
 }
 
@@ -108,8 +122,11 @@ impl Metrics {
     /// The registry of a pod on node `hostname`, validating every `--interval`.
     pub fn new(hostname: &str, interval: std::time::Duration) -> Metrics {
         let labels = [("Hostname".to_string(), hostname.to_string())].into();
-        let registry = Registry::new_custom(None, Some(labels)).expect("valid const labels");
-        let r = &registry;
+        let families = Families {
+            registry: Registry::new_custom(None, Some(labels)).expect("valid const labels"),
+            names: Default::default(),
+        };
+        let r = &families;
         gauge_vec(
             r,
             "gpugate_build_info",
@@ -289,9 +306,15 @@ impl Metrics {
                 )
                 .unwrap(),
             ),
-            registry,
+            names: families.names.take(),
+            registry: families.registry,
             rendered: Mutex::new(None),
         }
+    }
+
+    /// Every metric family's name, whether or not it has a series yet.
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
     fn invalidate(&self) {
