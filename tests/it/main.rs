@@ -29,6 +29,15 @@
 //! - `manifests`: k8s/ passes kubernetes-validate --strict (core kinds), promtool (alert rules and
 //!   a `promtool test rules` unit test of GpugateNoBaseline) and a documented field check (CRDs);
 //!   its args, ports and probe paths are accepted by the binary.
+//! - `node_condition`: `serve --node-condition` against a stub Kubernetes API server (HTTPS,
+//!   rcgen's self-signed certificate, every request recorded): a real regression sets
+//!   `GPUPerformanceDegraded=True` by one strategic-merge PATCH of `nodes/NAME/status` with the
+//!   token read again after a rotation, a pass sets `False`, inconclusive/error/no_baseline send
+//!   nothing, `lastTransitionTime` moves only on a flip; a wrong CA, a 404 and a closed port are
+//!   counted errors; a real `serve` on a doctored baseline patches the node and, with a wrong CA,
+//!   counts the error and goes on; outside a cluster `--node-condition` is exit 2 naming what is
+//!   missing (NODE_NAME, KUBERNETES_SERVICE_HOST, the CA file); the opt-in kustomize component
+//!   builds, passes kubernetes-validate and checkov, and grants nothing beyond nodes/status.
 //! - `serve`: the sidecar's API through `oneshot` (401/403/409/413/404/400, verdict shapes,
 //!   readiness and the device from the start-up probe, `no_baseline` and its 412, metrics format
 //!   and bounded labels on a real check report), its history store (durable acceptance,
@@ -108,6 +117,7 @@ mod html;
 mod http;
 mod kernels;
 mod manifests;
+mod node_condition;
 mod profile;
 mod reports;
 mod scripts;
