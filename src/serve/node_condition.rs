@@ -231,6 +231,7 @@ pub struct NodeCondition {
     runtime: tokio::runtime::Runtime,
 }
 
+/// The target only: the rest is a TLS configuration and a runtime.
 impl std::fmt::Debug for NodeCondition {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NodeCondition")
@@ -286,10 +287,6 @@ impl NodeCondition {
         })
     }
 
-    pub fn target(&self) -> &Target {
-        &self.target
-    }
-
     /// Set the condition from a finished run (the node's verdict is `run.result`), logging and
     /// counting the outcome; a run that says nothing either way sends nothing.
     pub fn update(&self, run: &RunRecord, metrics: &Metrics) {
@@ -326,7 +323,7 @@ impl NodeCondition {
 
     /// Read the current condition, then patch it to `desired` as of `now`; whether its status
     /// flipped (or it was new).
-    pub fn set(&self, desired: &Desired, now: DateTime<Utc>) -> std::result::Result<bool, String> {
+    fn set(&self, desired: &Desired, now: DateTime<Utc>) -> std::result::Result<bool, String> {
         self.runtime.block_on(async {
             tokio::time::timeout(TIMEOUT, self.exchange(desired, now))
                 .await
@@ -590,7 +587,7 @@ mod tests {
     fn only_a_regression_a_wrong_result_or_a_pass_sets_the_condition() {
         let run = |result| RunRecord {
             id: 7,
-            trigger: super::super::history::Trigger::Interval,
+            trigger: crate::serve::history::Trigger::Interval,
             started_at: Utc::now(),
             finished_at: Utc::now(),
             result,
