@@ -37,7 +37,9 @@
 //!   counted errors; a real `serve` on a doctored baseline patches the node and, with a wrong CA,
 //!   counts the error and goes on; outside a cluster `--node-condition` is exit 2 naming what is
 //!   missing (NODE_NAME, KUBERNETES_SERVICE_HOST, the CA file); the opt-in kustomize component
-//!   builds, passes kubernetes-validate and checkov, and grants nothing beyond nodes/status.
+//!   builds, passes kubernetes-validate and checkov, and grants nothing beyond nodes/status; its
+//!   admission policy's CEL, evaluated by cel-python (tests/k8s/admission_policy.py), allows the
+//!   pod's own node and condition only.
 //! - `serve`: the sidecar's API through `oneshot` (401/403/409/413/404/400, verdict shapes,
 //!   readiness and the device from the start-up probe, `no_baseline` and its 412, metrics format
 //!   and bounded labels on a real check report), its history store (durable acceptance,
