@@ -547,6 +547,10 @@ pub struct ServeArgs {
     /// The `Hostname` label on every metric (Kubernetes: the node name, as dcgm-exporter uses).
     #[arg(long, env = "NODE_NAME")]
     pub hostname: Option<String>,
+    /// Set the node's `GPUPerformanceDegraded` condition from each verdict (Kubernetes only:
+    /// needs NODE_NAME, the pod's service-account token and CA, and RBAC on nodes/status).
+    #[arg(long, env = "GPUGATE_NODE_CONDITION")]
+    pub node_condition: bool,
     #[command(flatten)]
     pub check: CheckArgs,
 }
@@ -779,6 +783,14 @@ fn serve(choice: AdapterChoice, args: &ServeArgs) -> Result<u8> {
             None
         }
     };
+    let node_condition = args
+        .node_condition
+        .then(|| {
+            crate::serve::node_condition::Target::from_env(args.hostname.as_deref(), |name| {
+                std::env::var(name).ok()
+            })
+        })
+        .transpose()?;
     crate::serve::serve(crate::serve::Config {
         listen: args.listen,
         interval: args.interval,
@@ -790,6 +802,7 @@ fn serve(choice: AdapterChoice, args: &ServeArgs) -> Result<u8> {
         hostname: args.hostname.clone().unwrap_or_else(hostname_fallback),
         choice,
         check: args.check.options()?,
+        node_condition,
     })
 }
 

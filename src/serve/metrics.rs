@@ -84,6 +84,8 @@ pub struct Metrics {
     change_time: GaugeVec,
     runs_total: IntCounterVec,
     history_save_failures: IntCounter,
+    /// `--node-condition`: updates of the node's GPUPerformanceDegraded condition, by outcome.
+    node_condition_updates: IntCounterVec,
     run_duration: Histogram,
     run_in_progress: IntGauge,
     last_run: Gauge,
@@ -258,6 +260,17 @@ impl Metrics {
                 )
                 .unwrap(),
             ),
+            node_condition_updates: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "gpugate_node_condition_updates_total",
+                        "updates of the node's GPUPerformanceDegraded condition (--node-condition), by result: ok or error",
+                    ),
+                    &["result"],
+                )
+                .unwrap(),
+            ),
             history_save_failures: register(
                 r,
                 IntCounter::new(
@@ -373,6 +386,22 @@ impl Metrics {
     /// A run that ended without being measured here (interrupted by the last process's end).
     pub fn count_result(&self, result: RunResult) {
         self.runs_total.with_label_values(&[result.as_str()]).inc();
+        self.invalidate();
+    }
+
+    /// `--node-condition` is on: both results exist from the start, so an alert on errors has a
+    /// series to compare with.
+    pub fn init_node_condition(&self) {
+        for result in ["ok", "error"] {
+            self.node_condition_updates.with_label_values(&[result]);
+        }
+        self.invalidate();
+    }
+
+    pub fn node_condition_update(&self, ok: bool) {
+        self.node_condition_updates
+            .with_label_values(&[if ok { "ok" } else { "error" }])
+            .inc();
         self.invalidate();
     }
 

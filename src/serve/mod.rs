@@ -22,6 +22,7 @@
 pub mod api;
 pub mod history;
 pub mod metrics;
+pub mod node_condition;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -54,6 +55,8 @@ pub struct Config {
     pub hostname: String,
     pub choice: AdapterChoice,
     pub check: CheckOptions,
+    /// `--node-condition`: where to set the node's GPUPerformanceDegraded condition.
+    pub node_condition: Option<node_condition::Target>,
 }
 
 /// What `/readyz` reports.
@@ -595,6 +598,7 @@ fn worker(
     choice: AdapterChoice,
     check: CheckOptions,
     fault: Option<Fault>,
+    node_condition: Option<node_condition::NodeCondition>,
 ) {
     let _alive = state.worker_guard();
     let (mut known, probed) = guarded_probe(&choice, &check);
@@ -652,7 +656,12 @@ fn worker(
             gpus = record.gpus.len(),
             "validation run finished"
         );
+        // --node-condition: the verdict onto the Node once the run is recorded (node_condition.rs).
+        let finished = node_condition.as_ref().map(|_| record.clone());
         state.finish(record);
+        if let (Some(condition), Some(run)) = (&node_condition, finished) {
+            condition.update(&run, &state.metrics);
+        }
     }
 }
 
@@ -883,6 +892,10 @@ async fn start_scheduled(state: &Arc<State>, trigger: Trigger) {
 /// Run the sidecar until SIGTERM or Ctrl-C.
 pub fn serve(config: Config) -> Result<u8> {
     let fault = Fault::from_env();
+    // Before anything starts: a pod that cannot reach its API server fails now, exit 2.
+    let node_condition = (config.node_condition.clone())
+        .map(node_condition::NodeCondition::new)
+        .transpose()?;
     let history = History::open(config.history.as_deref(), config.retention)?;
     let (tx, rx) = mpsc::channel();
     let state = Arc::new(State::new(
@@ -891,12 +904,15 @@ pub fn serve(config: Config) -> Result<u8> {
         config.token.clone(),
         tx,
     ));
+    if node_condition.is_some() {
+        state.metrics.init_node_condition();
+    }
     {
         let state = state.clone();
         let (choice, check) = (config.choice.clone(), config.check.clone());
         std::thread::Builder::new()
             .name("gpugate-worker".into())
-            .spawn(move || worker(state, rx, choice, check, fault))
+            .spawn(move || worker(state, rx, choice, check, fault, node_condition))
             .map_err(|e| Error::Usage(format!("cannot start the worker thread: {e}")))?;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -36,6 +36,17 @@
 //!   Grafana dashboard read only the metric contract's names; every dashboard query and every
 //!   ```promql block of docs/ (the dcgm-exporter join) parses; the dashboard ConfigMap built by
 //!   kustomize passes kubernetes-validate --strict.
+//! - `node_condition`: `serve --node-condition` against a stub Kubernetes API server (HTTPS,
+//!   rcgen's self-signed certificate, every request recorded): a real regression sets
+//!   `GPUPerformanceDegraded=True` by one strategic-merge PATCH of `nodes/NAME/status` with the
+//!   token read again after a rotation, a pass sets `False`, inconclusive/error/no_baseline send
+//!   nothing, `lastTransitionTime` moves only on a flip; a wrong CA, a 404 and a closed port are
+//!   counted errors; a real `serve` on a doctored baseline patches the node and, with a wrong CA,
+//!   counts the error and goes on; outside a cluster `--node-condition` is exit 2 naming what is
+//!   missing (NODE_NAME, KUBERNETES_SERVICE_HOST, the CA file); the opt-in kustomize component
+//!   builds, passes kubernetes-validate and checkov, and grants nothing beyond nodes/status; its
+//!   admission policy's CEL, evaluated by cel-python (tests/k8s/admission_policy.py), allows the
+//!   pod's own node and condition only.
 //! - `serve`: the sidecar's API through `oneshot` (401/403/409/413/404/400, verdict shapes,
 //!   readiness and the device from the start-up probe, `no_baseline` and its 412, metrics format
 //!   and bounded labels on a real check report), its history store (durable acceptance,
@@ -116,6 +127,7 @@ mod html;
 mod http;
 mod kernels;
 mod manifests;
+mod node_condition;
 mod profile;
 mod reports;
 mod scripts;
