@@ -259,18 +259,44 @@ struct Series {
 }
 
 impl Series {
-    fn with(self, changes: Vec<ChangeAt>) -> KernelChanges {
-        KernelChanges {
+    fn info(&self) -> SeriesInfo {
+        SeriesInfo {
+            device_key: self.device_key.clone(),
+            pci_bus_id: self.pci_bus_id.clone(),
+            kernel: self.kernel.clone(),
             points: self.medians_s.len(),
             first_at: self.at.first().copied().flatten(),
             last_at: self.at.last().copied().flatten(),
             last_median_s: self.medians_s.last().copied().unwrap_or(f64::NAN),
-            device_key: self.device_key,
-            pci_bus_id: self.pci_bus_id,
-            kernel: self.kernel,
+        }
+    }
+
+    fn with(self, changes: Vec<ChangeAt>) -> KernelChanges {
+        let i = self.info();
+        KernelChanges {
+            device_key: i.device_key,
+            pci_bus_id: i.pci_bus_id,
+            kernel: i.kernel,
+            points: i.points,
+            first_at: i.first_at,
+            last_at: i.last_at,
+            last_median_s: i.last_median_s,
             changes,
         }
     }
+}
+
+/// A series without detection: `gpugate history` without `--changes` (no `changes` field, so
+/// a listing never reads as "no change").
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SeriesInfo {
+    pub device_key: String,
+    pub pci_bus_id: Option<String>,
+    pub kernel: String,
+    pub points: usize,
+    pub first_at: Option<DateTime<Utc>>,
+    pub last_at: Option<DateTime<Utc>>,
+    pub last_median_s: f64,
 }
 
 /// The series in `reports` (each with its serve run id, if any): reports ordered by
@@ -293,7 +319,7 @@ fn series<'a>(
         let pci_bus_id = report.gpu.as_ref().and_then(|g| g.pci_bus_id.clone());
         for row in &report.rows {
             let wanted = kernel.is_none_or(|k| row.key == k || row.kernel == k);
-            if !wanted || !(row.median_s.is_finite() && row.median_s > 0.0) {
+            if !(wanted && row.median_s.is_finite() && row.median_s > 0.0) {
                 continue;
             }
             let s = by_key
@@ -341,11 +367,8 @@ pub fn over_reports<'a>(
 pub fn list<'a>(
     reports: impl IntoIterator<Item = (Option<u64>, &'a Report)>,
     kernel: Option<&str>,
-) -> Vec<KernelChanges> {
-    series(reports, kernel)
-        .into_iter()
-        .map(|s| s.with(vec![]))
-        .collect()
+) -> Vec<SeriesInfo> {
+    series(reports, kernel).iter().map(Series::info).collect()
 }
 
 fn fmt_at(at: Option<DateTime<Utc>>) -> String {
@@ -355,21 +378,21 @@ fn fmt_at(at: Option<DateTime<Utc>>) -> String {
     )
 }
 
-fn gpu_of(k: &KernelChanges) -> String {
-    match &k.pci_bus_id {
-        Some(bus) => format!("{} (GPU {bus})", k.device_key),
-        None => k.device_key.clone(),
+fn gpu_of(device_key: &str, pci_bus_id: &Option<String>) -> String {
+    match pci_bus_id {
+        Some(bus) => format!("{device_key} (GPU {bus})"),
+        None => device_key.to_owned(),
     }
 }
 
 /// `gpugate history`: one line per series.
-pub fn write_list(out: &mut dyn Write, series: &[KernelChanges]) -> io::Result<()> {
+pub fn write_list(out: &mut dyn Write, series: &[SeriesInfo]) -> io::Result<()> {
     let rows: Vec<Vec<String>> = series
         .iter()
         .map(|k| {
             vec![
                 k.kernel.clone(),
-                gpu_of(k),
+                gpu_of(&k.device_key, &k.pci_bus_id),
                 k.points.to_string(),
                 fmt_at(k.first_at),
                 fmt_at(k.last_at),
@@ -406,7 +429,7 @@ pub fn write_changes(
             out,
             "{}  {}  {} points, {} → {}",
             k.kernel,
-            gpu_of(k),
+            gpu_of(&k.device_key, &k.pci_bus_id),
             k.points,
             fmt_at(k.first_at),
             fmt_at(k.last_at)

@@ -741,39 +741,53 @@ fn history(format: Format, args: &HistoryArgs) -> Result<u8> {
         .flat_map(|run| run.reports().map(move |r| (Some(run.id), r)))
         .chain(files.iter().map(|r| (None, r)));
     let kernel = args.kernel.as_deref();
+    let read = records.len() + files.len();
     let opts = changes::Options::default();
-    let series = if args.changes {
-        changes::over_reports(reports, kernel, &opts)
-    } else {
-        changes::list(reports, kernel)
-    };
-    if series.is_empty() {
-        let input = match &args.history {
-            Some(dir) => format!("history directory {}", dir.display()),
-            None => args
-                .reports
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-        };
-        let rows = match kernel {
-            Some(k) => format!("no measured row of kernel {k:?}"),
-            None => "no measured kernel row".into(),
-        };
-        return Err(Error::Usage(format!(
-            "{input}: {rows} in {} run(s) read: no history to look at",
-            records.len() + files.len()
-        )));
-    }
     let mut out = std::io::stdout().lock();
-    match format {
-        Format::Table if args.changes => changes::write_changes(&mut out, &series, &opts),
-        Format::Table => changes::write_list(&mut out, &series),
-        Format::Json => json(&mut out, &series),
-    }
-    .map_err(|e| Error::Usage(format!("writing to stdout: {e}")))?;
+    let written = if args.changes {
+        let series = changes::over_reports(reports, kernel, &opts);
+        if series.is_empty() {
+            return Err(no_history(args, read));
+        }
+        match format {
+            Format::Table => changes::write_changes(&mut out, &series, &opts),
+            Format::Json => json(&mut out, &series),
+        }
+    } else {
+        let series = changes::list(reports, kernel);
+        if series.is_empty() {
+            return Err(no_history(args, read));
+        }
+        match format {
+            Format::Table => changes::write_list(&mut out, &series),
+            Format::Json => json(&mut out, &series),
+        }
+    };
+    written.map_err(|e| Error::Usage(format!("writing to stdout: {e}")))?;
     Ok(exit::PASS)
+}
+
+/// `history`'s error when the `read` runs or reports held no series: the input, and the kernel
+/// when one was asked for.
+fn no_history(args: &HistoryArgs, read: usize) -> Error {
+    let input = match (&args.history, args.reports.as_slice()) {
+        (Some(dir), _) => format!("history directory {}", dir.display()),
+        (None, [one]) => one.display().to_string(),
+        (None, [first, .., last]) => format!(
+            "{} reports ({} … {})",
+            args.reports.len(),
+            first.display(),
+            last.display()
+        ),
+        (None, []) => "no input".into(),
+    };
+    let rows = match &args.kernel {
+        Some(k) => format!("no measured row of kernel {k:?}"),
+        None => "no measured kernel row".into(),
+    };
+    Error::Usage(format!(
+        "{input}: {rows} in {read} run(s) read: no history to look at"
+    ))
 }
 
 fn baseline_cmd(format: Format, cmd: &BaselineCommand) -> Result<u8> {

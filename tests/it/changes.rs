@@ -13,6 +13,11 @@ use statrs::distribution::{Binomial, DiscreteCDF};
 use crate::gpugate;
 
 const POINTS: usize = 200;
+
+/// Where a scenario plants its steps (index, ratio from there on), drawn from a seeded source.
+type Plant = fn(&mut StdRng) -> Vec<(usize, f64)>;
+/// One run median of a noise-only distribution, around 1.
+type Draw = Box<dyn Fn(&mut StdRng) -> f64>;
 /// The noise of every synthetic series: 1 % coefficient of variation.
 const CV: f64 = 0.01;
 
@@ -43,7 +48,7 @@ fn stepped(seed: u64, steps: &[(usize, f64)]) -> Vec<f64> {
 fn planted_steps_are_found_where_they_are_and_nowhere_else() {
     const SEEDS: u64 = 20;
     let opts = Options::default();
-    let scenarios: [(&str, fn(&mut StdRng) -> Vec<(usize, f64)>); 4] = [
+    let scenarios: [(&str, Plant); 4] = [
         ("3 % step", |r| vec![(r.random_range(20..180), 1.03)]),
         ("10 % step", |r| vec![(r.random_range(20..180), 1.10)]),
         ("3 % faster", |r| {
@@ -57,6 +62,7 @@ fn planted_steps_are_found_where_they_are_and_nowhere_else() {
         }),
     ];
     let mut failed = vec![];
+    let started = std::time::Instant::now();
     for (name, plant) in scenarios {
         let (mut hits, mut located, mut extra) = (0, 0, 0);
         for seed in 0..SEEDS {
@@ -94,6 +100,11 @@ fn planted_steps_are_found_where_they_are_and_nowhere_else() {
         );
         assert!(hits + 1 >= SEEDS as usize, "{name}: {failed:#?}");
     }
+    // For the note's cost figure (serve runs this after every run), never asserted.
+    eprintln!(
+        "change points: {:.1} ms per 200-point series with steps (this build)",
+        started.elapsed().as_secs_f64() * 1e3 / (4 * SEEDS) as f64
+    );
 }
 
 /// 500 noise-only series of 200 points, 100 from each of five distributions (CV ≈ 1 %): the
@@ -107,8 +118,7 @@ fn noise_only_series_have_false_changes_at_the_significance() {
     let normal = Normal::new(0.0, 1.0).unwrap();
     let t3 = StudentT::new(3.0).unwrap();
     let uniform = Uniform::new(-1.0, 1.0).unwrap();
-    // Each draws one run median in ms-scale units from a standard draw source.
-    let distributions: [(&str, Box<dyn Fn(&mut StdRng) -> f64>); 5] = [
+    let distributions: [(&str, Draw); 5] = [
         ("normal", Box::new(move |r| 1.0 + CV * normal.sample(r))),
         (
             "log-normal",
@@ -135,6 +145,7 @@ fn noise_only_series_have_false_changes_at_the_significance() {
     ];
     let series_count = distributions.len() * PER_DISTRIBUTION as usize;
     let mut with_false = 0;
+    let started = std::time::Instant::now();
     for (d, (name, draw)) in distributions.iter().enumerate() {
         let mut here = 0;
         for seed in 0..PER_DISTRIBUTION {
@@ -148,6 +159,10 @@ fn noise_only_series_have_false_changes_at_the_significance() {
         );
         with_false += here;
     }
+    eprintln!(
+        "change points: {:.2} ms per 200-point noise-only series (this build)",
+        started.elapsed().as_secs_f64() * 1e3 / series_count as f64
+    );
     let null = Binomial::new(opts.significance, series_count as u64).unwrap();
     let bound = (0..=series_count as u64)
         .find(|&k| null.cdf(k) >= 0.999)
