@@ -94,6 +94,10 @@ pub enum Command {
     Profile(ProfileArgs),
     /// Render saved reports (oldest first) as one self-contained HTML page with SVG plots.
     Report(ReportArgs),
+    /// Each kernel's run history, from saved reports or serve's --history directory; with
+    /// --changes, when it changed (change points). Informational: exit 0 whether or not a change
+    /// is found, 2 when there is no history to look at.
+    History(HistoryArgs),
     /// Inspect and edit baseline files: show, diff, prune.
     #[command(subcommand)]
     Baseline(BaselineCommand),
@@ -627,6 +631,7 @@ impl Command {
             Command::List
             | Command::Serve(_)
             | Command::Report(_)
+            | Command::History(_)
             | Command::Baseline(_)
             | Command::MeasureChild => None,
         }
@@ -655,6 +660,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
         Command::Compare(args) => compare_reports(cli.format, args),
         Command::Profile(args) => profile(&choice, cli.format, args),
         Command::Report(args) => html_report(args),
+        Command::History(args) => history(cli.format, args),
         Command::Baseline(cmd) => baseline_cmd(cli.format, cmd),
         Command::MeasureChild => measure_child(&choice),
     }
@@ -707,6 +713,97 @@ fn html_report(args: &ReportArgs) -> Result<u8> {
         if reports.len() == 1 { "" } else { "s" }
     );
     Ok(exit::PASS)
+}
+
+#[derive(Args, Debug)]
+pub struct HistoryArgs {
+    /// serve's --history directory, read without changing it (safe while serve writes there).
+    #[arg(
+        long,
+        value_name = "DIR",
+        conflicts_with = "reports",
+        required_unless_present = "reports"
+    )]
+    pub history: Option<PathBuf>,
+    /// Saved reports (`--json FILE` of run, check, record, …) in any order: each series is
+    /// ordered by the reports' finish times.
+    #[arg(value_name = "REPORT.json")]
+    pub reports: Vec<PathBuf>,
+    /// Only this kernel: a name (every instance) or an instance key.
+    #[arg(long, value_name = "NAME_OR_KEY")]
+    pub kernel: Option<String>,
+    /// Find change points in each series: E-divisive means on log(time), a permutation test at
+    /// significance 0.01 per split (docs/statistics.md, "Change points").
+    #[arg(long)]
+    pub changes: bool,
+}
+
+/// `history [--history DIR | REPORT…] [--kernel K] [--changes]`: one series per (device, GPU,
+/// kernel instance). Seeing nothing is exit 2 naming the input, so an empty or misnamed history
+/// never reads as "no change".
+fn history(format: Format, args: &HistoryArgs) -> Result<u8> {
+    use crate::changes;
+    let records = match &args.history {
+        Some(dir) => crate::serve::history::read(dir)?,
+        None => vec![],
+    };
+    let files = args
+        .reports
+        .iter()
+        .map(|path| report::load(path))
+        .collect::<Result<Vec<_>>>()?;
+    let reports = records
+        .iter()
+        .flat_map(|run| run.reports().map(move |r| (Some(run.id), r)))
+        .chain(files.iter().map(|r| (None, r)));
+    let kernel = args.kernel.as_deref();
+    let read = records.len() + files.len();
+    let opts = changes::Options::default();
+    let mut out = std::io::stdout().lock();
+    let written = if args.changes {
+        let series = changes::over_reports(reports, kernel, &opts);
+        if series.is_empty() {
+            return Err(no_history(args, read));
+        }
+        match format {
+            Format::Table => changes::write_changes(&mut out, &series, &opts),
+            Format::Json => json(&mut out, &series),
+        }
+    } else {
+        let series = changes::list(reports, kernel);
+        if series.is_empty() {
+            return Err(no_history(args, read));
+        }
+        match format {
+            Format::Table => changes::write_list(&mut out, &series),
+            Format::Json => json(&mut out, &series),
+        }
+    };
+    written.map_err(|e| Error::Usage(format!("writing to stdout: {e}")))?;
+    Ok(exit::PASS)
+}
+
+/// `history`'s error when the `read` runs or reports held no series: the input, and the kernel
+/// when one was asked for.
+fn no_history(args: &HistoryArgs, read: usize) -> Error {
+    let input = match (&args.history, args.reports.as_slice()) {
+        (Some(dir), _) => format!("history directory {}", dir.display()),
+        (None, [one]) => one.display().to_string(),
+        (None, [first, .., last]) => format!(
+            "{} reports ({} … {})",
+            args.reports.len(),
+            first.display(),
+            last.display()
+        ),
+        (None, []) => "no input".into(),
+    };
+    let rows = match &args.kernel {
+        Some(k) => format!("no measured row of kernel {k:?}"),
+        None => "no measured kernel row".into(),
+    };
+    Error::Usage(format!(
+        "{input}: {rows} in {read} run(s) read: no history to look at"
+    ))
 }
 
 fn baseline_cmd(format: Format, cmd: &BaselineCommand) -> Result<u8> {

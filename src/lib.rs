@@ -4,6 +4,7 @@
 //! [`runner`] drives one run, [`baseline`] stores runs, [`cli`] wires the commands.
 
 pub mod baseline;
+pub mod changes;
 pub mod cli;
 pub mod compare;
 pub mod device;

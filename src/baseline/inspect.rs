@@ -172,7 +172,11 @@ fn fmt_pct(p: f64) -> String {
 }
 
 /// Columns as wide as their widest cell (keys can be long), the first left-aligned.
-fn write_columns(out: &mut dyn Write, header: &[&str], rows: &[Vec<String>]) -> io::Result<()> {
+pub(crate) fn write_columns(
+    out: &mut dyn Write,
+    header: &[&str],
+    rows: &[Vec<String>],
+) -> io::Result<()> {
     let widths: Vec<usize> = (0..header.len())
         .map(|c| {
             rows.iter()
