@@ -37,6 +37,7 @@ pub fn app(state: Arc<State>) -> Router {
         .route("/api/v1/runs/latest", get(latest_run))
         .route("/api/v1/runs/{id}", get(run_by_id))
         .route("/api/v1/verdict", get(verdict))
+        .route("/api/v1/changes", get(changes))
         // Flagger's webhooks POST; Argo's and a person's checks GET.
         .route(
             "/api/v1/verdict/status",
@@ -228,6 +229,11 @@ async fn readyz(AxumState(state): AxumState<Arc<State>>) -> Response {
         )
             .into_response(),
     }
+}
+
+/// The change points the worker found after the latest run (never computed per request).
+async fn changes(AxumState(state): AxumState<Arc<State>>) -> Json<super::Changes> {
+    Json(state.changes())
 }
 
 async fn metrics(AxumState(state): AxumState<Arc<State>>) -> Response {

@@ -540,6 +540,35 @@ impl Metrics {
         }
     }
 
+    /// The latest change point of each kernel of each GPU in `latest` (the run the window ends
+    /// at), from `series`; none for a series without one or a GPU no longer measured.
+    pub fn set_changes(&self, latest: &RunRecord, series: &[crate::changes::KernelChanges]) {
+        self.change_ratio.reset();
+        self.change_time.reset();
+        for g in &latest.gpus {
+            let Some(report) = &g.report else { continue };
+            let bus = report.gpu.as_ref().and_then(|id| id.pci_bus_id.as_ref());
+            let id = gpu_labels(&g.gpu);
+            for s in series.iter().filter(|s| {
+                s.pci_bus_id.as_ref() == bus && report.device_key.as_ref() == Some(&s.device_key)
+            }) {
+                let Some(last) = s.changes.last() else {
+                    continue;
+                };
+                let labels = values(&id, &[s.kernel.as_str()]);
+                self.change_ratio
+                    .with_label_values(&labels)
+                    .set(last.point.ratio);
+                if let Some(at) = last.at {
+                    self.change_time
+                        .with_label_values(&labels)
+                        .set(at.timestamp_millis() as f64 / 1e3);
+                }
+            }
+        }
+        self.invalidate();
+    }
+
     /// The text exposition format's content type and body.
     pub fn render(&self) -> (&'static str, std::sync::Arc<Vec<u8>>) {
         let mut cached = self.rendered.lock().unwrap_or_else(|e| e.into_inner());

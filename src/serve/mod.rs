@@ -289,6 +289,19 @@ pub struct State {
     /// The page at `/` and the latest run it shows: rendered once per finished run, not per
     /// request, since it draws every kept report (at most `--retention`).
     page: Mutex<Option<(Option<u64>, axum::body::Bytes)>>,
+    /// The change points over the latest `--changes-window` runs, as of the run named: computed
+    /// by the worker after each run ([`State::update_changes`]), served as they are.
+    changes: Mutex<Changes>,
+}
+
+/// `GET /api/v1/changes`: the change points of every (GPU, kernel) series in the window.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Changes {
+    /// The latest run the window ends at; None before any run was kept.
+    pub run_id: Option<u64>,
+    /// How many runs the window held.
+    pub runs: usize,
+    pub series: Vec<crate::changes::KernelChanges>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -326,6 +339,7 @@ impl State {
             scheduler_alive: Arc::new(AtomicBool::new(true)),
             worker_alive: Arc::new(AtomicBool::new(true)),
             page: Mutex::new(None),
+            changes: Mutex::new(Changes::default()),
         }
     }
 
@@ -368,6 +382,47 @@ impl State {
                 page
             }
         }
+    }
+
+    /// Look for change points over the latest `window` kept runs, update their metrics and keep
+    /// them for the API. The reports are copied without their raw samples under the history's
+    /// lock and searched after it is released, so the API is never held up by the search.
+    pub fn update_changes(&self, window: usize) {
+        let (latest, runs): (Option<RunRecord>, Vec<(u64, crate::report::Report)>) = {
+            let history = self.history();
+            let mut runs: Vec<(u64, crate::report::Report)> = history
+                .iter()
+                .take(window)
+                .flat_map(|run| {
+                    run.reports().map(|r| {
+                        let mut r = r.clone();
+                        r.runs.clear();
+                        r.confirmation_runs.clear();
+                        (run.id, r)
+                    })
+                })
+                .collect();
+            runs.reverse();
+            (history.latest().cloned(), runs)
+        };
+        let series = crate::changes::over_reports(
+            runs.iter().map(|(id, r)| (Some(*id), r)),
+            None,
+            &crate::changes::Options::default(),
+        );
+        if let Some(latest) = &latest {
+            self.metrics.set_changes(latest, &series);
+        }
+        let window_runs: std::collections::BTreeSet<u64> = runs.iter().map(|(id, _)| *id).collect();
+        *lock(&self.changes) = Changes {
+            run_id: latest.map(|r| r.id),
+            runs: window_runs.len(),
+            series,
+        };
+    }
+
+    pub fn changes(&self) -> Changes {
+        lock(&self.changes).clone()
     }
 
     pub fn readiness(&self) -> Readiness {
@@ -599,8 +654,11 @@ fn worker(
     check: CheckOptions,
     fault: Option<Fault>,
     node_condition: Option<node_condition::NodeCondition>,
+    changes_window: usize,
 ) {
     let _alive = state.worker_guard();
+    // Change points of the kept history are known before the first run of this process.
+    state.update_changes(changes_window);
     let (mut known, probed) = guarded_probe(&choice, &check);
     match &probed {
         Readiness::Ready(nodes) => {
@@ -659,6 +717,7 @@ fn worker(
         // --node-condition: the verdict onto the Node once the run is recorded (node_condition.rs).
         let finished = node_condition.as_ref().map(|_| record.clone());
         state.finish(record);
+        state.update_changes(changes_window);
         if let (Some(condition), Some(run)) = (&node_condition, finished) {
             condition.update(&run, &state.metrics);
         }
@@ -912,7 +971,17 @@ pub fn serve(config: Config) -> Result<u8> {
         let (choice, check) = (config.choice.clone(), config.check.clone());
         std::thread::Builder::new()
             .name("gpugate-worker".into())
-            .spawn(move || worker(state, rx, choice, check, fault, node_condition))
+            .spawn(move || {
+                worker(
+                    state,
+                    rx,
+                    choice,
+                    check,
+                    fault,
+                    node_condition,
+                    config.changes_window,
+                )
+            })
             .map_err(|e| Error::Usage(format!("cannot start the worker thread: {e}")))?;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
