@@ -90,7 +90,7 @@ pub enum Command {
     Profile(ProfileArgs),
     /// Render saved reports (oldest first) as one self-contained HTML page with SVG plots.
     Report(ReportArgs),
-    /// Inspect and edit baseline files: show, diff, prune.
+    /// Inspect and edit baseline files: show, diff, prune, pool.
     #[command(subcommand)]
     Baseline(BaselineCommand),
     /// Internal: one independent run, plan on stdin, result JSON on stdout.
@@ -304,6 +304,18 @@ pub enum BaselineCommand {
         /// Write the pruned baseline here instead of over FILE.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+    },
+    /// One baseline for a GPU model from the baselines of several known-good nodes (same
+    /// device key, same kernel code): each node's sessions kept apart, so a check adds the
+    /// node-to-node variance; reports per kernel the nodes, node-to-node and run-to-run
+    /// spread, what a default check detects, and the node farthest from the others.
+    Pool {
+        /// Baseline files, one or more per node (`record` on each node, NODE_NAME set).
+        #[arg(required = true, num_args = 2.., value_name = "BASELINE.json")]
+        files: Vec<PathBuf>,
+        /// The pooled baseline to write (atomically).
+        #[arg(long, value_name = "MODEL.json", required = true)]
+        out: PathBuf,
     },
 }
 
@@ -721,6 +733,13 @@ fn baseline_cmd(format: Format, cmd: &BaselineCommand) -> Result<u8> {
             match format {
                 Format::Table => pruned.write_table(&mut out),
                 Format::Json => json(&mut out, &pruned),
+            }
+        }
+        BaselineCommand::Pool { files, out: to } => {
+            let pooled = baseline::pool::pool(files, to)?;
+            match format {
+                Format::Table => pooled.write_table(&mut out),
+                Format::Json => json(&mut out, &pooled),
             }
         }
     };
