@@ -354,6 +354,17 @@ pub fn pool(inputs: &[PathBuf], out: &Path) -> Result<Pooled> {
                 .join(", ")
         )));
     }
+    let mut drivers: Vec<&str> = sessions.iter().map(|s| s.driver.as_str()).collect();
+    drivers.sort_unstable();
+    drivers.dedup();
+    if drivers.len() > 1 {
+        notes.push(format!(
+            "the nodes recorded with {} drivers ({}): a check on any of them reports no driver \
+             change",
+            drivers.len(),
+            drivers.join(" / ")
+        ));
+    }
     let threshold_pct = largest(
         bases.iter().map(|b| b.threshold_pct),
         "the file's threshold_pct",
@@ -542,4 +553,44 @@ pub(super) fn outlier_warning(
         f.ratio,
         fmt_pct(threshold * 100.0)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nodes(medians: &[f64]) -> Vec<NodeMedian> {
+        medians
+            .iter()
+            .enumerate()
+            .map(|(i, &m)| NodeMedian {
+                node: format!("n{i}"),
+                runs: 10,
+                median_s: m,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_farthest_node_is_named_with_its_ratio_to_the_others() {
+        // Two nodes: either is as far; the slower is named.
+        let f = farthest(&nodes(&[1.0, 1.02]), 0.05).unwrap();
+        assert_eq!((f.node.as_str(), f.beyond_threshold), ("n1", false));
+        assert!((f.ratio - 1.02).abs() < 1e-12);
+        let f = farthest(&nodes(&[1.1, 1.0]), 0.05).unwrap();
+        assert_eq!((f.node.as_str(), f.beyond_threshold), ("n0", true));
+        // A fast outlier among four is farther than the slow spread of the rest.
+        let f = farthest(&nodes(&[1.0, 1.01, 0.9, 1.02]), 0.05).unwrap();
+        assert_eq!(f.node, "n2");
+        assert!((f.ratio - 0.9 / 1.01).abs() < 1e-12, "{f:?}");
+        assert!(f.beyond_threshold);
+        assert_eq!(farthest(&nodes(&[1.0]), 0.05), None);
+    }
+
+    #[test]
+    fn node_spread_is_the_log_sd_of_the_node_medians() {
+        assert_eq!(node_spread(&nodes(&[1.0])), None);
+        let s = node_spread(&nodes(&[1.0, 1.0_f64.exp()])).unwrap();
+        assert!((s - 0.5_f64.sqrt()).abs() < 1e-12, "{s}");
+    }
 }
