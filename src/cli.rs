@@ -98,7 +98,7 @@ pub enum Command {
     /// --changes, when it changed (change points). Informational: exit 0 whether or not a change
     /// is found, 2 when there is no history to look at.
     History(HistoryArgs),
-    /// Inspect and edit baseline files: show, diff, prune.
+    /// Inspect and edit baseline files: show, diff, prune, pool.
     #[command(subcommand)]
     Baseline(BaselineCommand),
     /// Internal: one independent run, plan on stdin, result JSON on stdout.
@@ -312,6 +312,18 @@ pub enum BaselineCommand {
         /// Write the pruned baseline here instead of over FILE.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+    },
+    /// One baseline for a GPU model from the baselines of several known-good nodes (same
+    /// device key, same kernel code): each node's sessions kept apart, so a check adds the
+    /// node-to-node variance; reports per kernel the nodes, node-to-node and run-to-run
+    /// spread, what a default check detects, and the node farthest from the others.
+    Pool {
+        /// Baseline files, one or more per node (`record` on each node, NODE_NAME set).
+        #[arg(required = true, num_args = 2.., value_name = "BASELINE.json")]
+        files: Vec<PathBuf>,
+        /// The pooled baseline to write (atomically).
+        #[arg(long, value_name = "MODEL.json", required = true)]
+        out: PathBuf,
     },
 }
 
@@ -836,6 +848,13 @@ fn baseline_cmd(format: Format, cmd: &BaselineCommand) -> Result<u8> {
                 Format::Json => json(&mut out, &pruned),
             }
         }
+        BaselineCommand::Pool { files, out: to } => {
+            let pooled = baseline::pool::pool(files, to)?;
+            match format {
+                Format::Table => pooled.write_table(&mut out),
+                Format::Json => json(&mut out, &pooled),
+            }
+        }
     };
     written.map_err(|e| Error::Usage(format!("writing to stdout: {e}")))?;
     Ok(exit::PASS)
@@ -896,7 +915,11 @@ fn serve(choice: AdapterChoice, args: &ServeArgs) -> Result<u8> {
         retention: retention(args)?,
         changes_window: args.changes_window,
         token,
-        hostname: args.hostname.clone().unwrap_or_else(hostname_fallback),
+        hostname: args
+            .hostname
+            .clone()
+            .or_else(crate::baseline::node_name)
+            .unwrap_or_else(|| "unknown".into()),
         choice,
         check: args.check.options()?,
         node_condition,
@@ -988,13 +1011,6 @@ fn check(choice: &AdapterChoice, format: Format, args: &CheckCmdArgs) -> Result<
         }
         Err(e) => Err(e),
     }
-}
-
-/// The machine's host name when `NODE_NAME` is not set.
-fn hostname_fallback() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
 }
 
 fn list(choice: &AdapterChoice, format: Format) -> Result<u8> {

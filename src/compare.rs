@@ -308,6 +308,12 @@ impl Model {
         self.sessions
     }
 
+    /// The session-to-session sd of a mode's centre (log units; 0 with one session): what a
+    /// new session, or a new node against a pooled baseline, adds to a verdict's noise.
+    pub fn session_sd(&self) -> f64 {
+        self.tau2.sqrt()
+    }
+
     /// The run-to-run sd of a run median (log units), as the baseline alone estimates it.
     pub fn run_sd(&self) -> f64 {
         let observed = if self.df > 0 {
@@ -717,7 +723,17 @@ pub fn detectable_slowdown(
         return None;
     }
     let k = model.centers.len();
-    let df_base = n.saturating_sub(k);
+    let sessions = model.sessions.max(1);
+    // With several sessions (an appended baseline, a pool of nodes) a check estimates τ² from
+    // the baseline's session means, S − 1 df, and tests at Welch–Satterthwaite's df: each draw
+    // does the same, so a pool of few nodes is quoted the power it has, not the power a known
+    // τ² would give.
+    let estimate_tau = sessions >= 2 && model.df > 0;
+    let df_base = if estimate_tau {
+        n.saturating_sub(k + sessions - 1)
+    } else {
+        n.saturating_sub(k)
+    };
     let confirm = if m2 > 0 { m2 } else { m1 };
     let df = df_base + confirm - 1;
     if df == 0 {
@@ -727,18 +743,39 @@ pub fn detectable_slowdown(
         return Some(limit.exp()); // no noise at all: anything beyond the threshold is caught
     }
     let level = policy.alpha / design.family.max(1) as f64;
-    let t = StudentsT::new(0.0, 1.0, df as f64)
-        .ok()?
-        .inverse_cdf(1.0 - level);
+    // Student's t quantile at `df`, rounded to steps of 0.05 df and cached: Welch's df differs
+    // in every draw, and each quantile is an iterative inversion.
+    let mut quantiles = std::collections::BTreeMap::<u64, Option<f64>>::new();
+    let mut t_at = |df: f64| -> Option<f64> {
+        let step = (df * 20.0).round().max(1.0);
+        *quantiles.entry(step as u64).or_insert_with(|| {
+            StudentsT::new(0.0, 1.0, step / 20.0)
+                .ok()
+                .map(|d| d.inverse_cdf(1.0 - level))
+        })
+    };
+    let t = t_at(df as f64)?;
     let mut rng = StdRng::seed_from_u64(0x6a7e_5eed);
     let mut z = || -> f64 { StandardNormal.sample(&mut rng) };
     let per_mode = (n / k).max(1) as f64;
+    let per_session = (n / sessions).max(1) as f64;
     let mut needed: Vec<f64> = (0..DETECTABLE_DRAWS)
         .map(|_| {
-            // Baseline: a mode centre's error; its pooled within-mode sum of squares.
-            let base_err =
-                sigma * z() / per_mode.sqrt() + tau * z() / (model.sessions as f64).sqrt();
+            // Baseline: each session's offset, a mode centre's error, the pooled within-mode
+            // (and within-session) sum of squares.
+            let centre_err = sigma * z() / per_mode.sqrt();
+            let offsets: Vec<f64> = (0..sessions).map(|_| tau * z()).collect();
+            let base_err = centre_err + mean(&offsets);
             let ss_base: f64 = (0..df_base).map(|_| (sigma * z()).powi(2)).sum();
+            // The session means a check sees: offset plus their runs' mean noise.
+            let session_means: Vec<f64> = if estimate_tau {
+                offsets
+                    .iter()
+                    .map(|o| o + sigma * z() / per_session.sqrt())
+                    .collect()
+            } else {
+                vec![]
+            };
             let session_now = tau * z();
             let round = |m: usize, z: &mut dyn FnMut() -> f64| -> (f64, f64) {
                 let runs: Vec<f64> = (0..m).map(|_| sigma * z()).collect();
@@ -757,9 +794,31 @@ pub fn detectable_slowdown(
                 runs.iter().map(|r| (r - mr).powi(2)).sum()
             };
             let s = ((ss_base + ss2) / df as f64).sqrt().max(model.within);
-            let se = (s * s * (1.0 / confirm as f64 + 1.0 / per_mode)
-                + model.tau2 * (1.0 + 1.0 / model.sessions as f64))
-                .sqrt();
+            let a = s * s * (1.0 / confirm as f64 + 1.0 / per_mode);
+            let (b, t) = if estimate_tau {
+                // As `Model::fit` estimates τ² and `estimate` tests with it.
+                let sigma2 = if df_base > 0 {
+                    (ss_base / df_base as f64).max(model.within * model.within)
+                } else {
+                    model.within * model.within
+                };
+                let grand = mean(&session_means);
+                let var = session_means
+                    .iter()
+                    .map(|m| (m - grand).powi(2))
+                    .sum::<f64>()
+                    / (sessions - 1) as f64;
+                let b = (var - sigma2 / per_session).max(0.0) * (1.0 + 1.0 / sessions as f64);
+                let welch = if b > 0.0 {
+                    (a + b).powi(2) / (a * a / df as f64 + b * b / (sessions - 1) as f64)
+                } else {
+                    df as f64
+                };
+                (b, t_at(welch).unwrap_or(f64::INFINITY))
+            } else {
+                (model.tau2 * (1.0 + 1.0 / sessions as f64), t)
+            };
+            let se = (a + b).sqrt();
             let screen = if m2 > 0 {
                 SUSPECT_FRACTION * limit - e1
             } else {

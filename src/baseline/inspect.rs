@@ -1,4 +1,4 @@
-//! `gpugate baseline show | diff | prune`: reading baseline files for people (and, with
+//! `gpugate baseline show | diff | prune` (and `pool`, in [`super::pool`]): reading baseline files for people (and, with
 //! `--format json`, for scripts), and dropping kernels or recording sessions from one. Every file
 //! goes through [`load`], so a bad one is exit 2 naming the file and the field.
 
@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::pool::{self, Farthest, NodeMedian};
 use super::{load, save, validate, Baseline, BaselineKernel, MIN_RUNS};
 use crate::compare::{self, Mode};
 use crate::device::Fingerprint;
@@ -28,6 +29,8 @@ pub struct Shown {
     pub threshold_pct: Option<f64>,
     pub note: Option<String>,
     pub sessions: Vec<ShownSession>,
+    /// The nodes the sessions were recorded on (several in a pooled baseline).
+    pub nodes: Vec<String>,
     /// The check `detectable_ratio` assumes: runs, confirmation runs, α, Holm's family.
     pub check: ShownCheck,
     pub kernels: Vec<ShownKernel>,
@@ -40,6 +43,7 @@ pub struct ShownSession {
     pub recorded_at: DateTime<Utc>,
     pub gpugate_version: String,
     pub driver: String,
+    pub node: Option<String>,
     /// Runs of this session over all kernels.
     pub runs: usize,
 }
@@ -50,6 +54,19 @@ pub struct ShownCheck {
     pub confirm_runs: usize,
     pub alpha: f64,
     pub family: usize,
+}
+
+impl ShownCheck {
+    /// A default check of every kernel of `base`.
+    pub(super) fn default_for(base: &Baseline) -> ShownCheck {
+        let opts = CheckOptions::default();
+        ShownCheck {
+            runs: opts.runs,
+            confirm_runs: opts.confirm_runs,
+            alpha: opts.alpha,
+            family: base.kernels.len(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -71,6 +88,14 @@ pub struct ShownKernel {
     /// None when it can never conclude.
     pub detectable_ratio: Option<f64>,
     pub kernel_hash: Option<String>,
+    /// With sessions from several nodes: each node's median, the nodes' relative spread (log
+    /// sd) and the node farthest from the others.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<NodeMedian>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_spread: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub farthest: Option<Farthest>,
 }
 
 /// The threshold a check without overrides judges `k` by, in percent, and where it comes from.
@@ -102,6 +127,14 @@ pub fn show(path: &Path) -> Result<Shown> {
         .zip(detectable)
         .map(|(k, d)| {
             let (threshold_pct, threshold_from) = threshold(&base, k);
+            let nodes = pool::node_medians(&base, k);
+            let (nodes, node_spread, farthest) = if nodes.len() > 1 {
+                let spread = pool::node_spread(&nodes);
+                let farthest = pool::farthest(&nodes, threshold_pct / 100.0);
+                (nodes, spread, farthest)
+            } else {
+                (vec![], None, None)
+            };
             ShownKernel {
                 key: k.key.clone(),
                 kernel: k.kernel.clone(),
@@ -114,10 +147,19 @@ pub fn show(path: &Path) -> Result<Shown> {
                 threshold_from,
                 detectable_ratio: d.slowdown_ratio,
                 kernel_hash: k.kernel_hash.clone(),
+                nodes,
+                node_spread,
+                farthest,
             }
         })
         .collect();
     let sessions = shown_sessions(&base, |_| true);
+    let mut nodes: Vec<String> = vec![];
+    for n in base.sessions.iter().filter_map(|s| s.node.as_ref()) {
+        if !nodes.contains(n) {
+            nodes.push(n.clone());
+        }
+    }
     Ok(Shown {
         file: path.display().to_string(),
         schema_version: base.schema_version,
@@ -128,12 +170,8 @@ pub fn show(path: &Path) -> Result<Shown> {
         threshold_pct: base.threshold_pct,
         note: base.note.clone(),
         sessions,
-        check: ShownCheck {
-            runs: opts.runs,
-            confirm_runs: opts.confirm_runs,
-            alpha: opts.alpha,
-            family: base.kernels.len(),
-        },
+        nodes,
+        check: ShownCheck::default_for(&base),
         kernels,
     })
 }
@@ -149,6 +187,7 @@ fn shown_sessions(base: &Baseline, pick: impl Fn(usize) -> bool) -> Vec<ShownSes
             recorded_at: s.recorded_at,
             gpugate_version: s.gpugate_version.clone(),
             driver: s.driver.clone(),
+            node: s.node.clone(),
             runs: base
                 .kernels
                 .iter()
@@ -159,7 +198,7 @@ fn shown_sessions(base: &Baseline, pick: impl Fn(usize) -> bool) -> Vec<ShownSes
         .collect()
 }
 
-fn fmt_slowdown(r: Option<f64>) -> String {
+pub(super) fn fmt_slowdown(r: Option<f64>) -> String {
     match r {
         Some(r) if r < 2.0 => format!("{:+.1} %", (r - 1.0) * 100.0),
         Some(r) => format!("{r:.1}×"),
@@ -167,7 +206,7 @@ fn fmt_slowdown(r: Option<f64>) -> String {
     }
 }
 
-fn fmt_pct(p: f64) -> String {
+pub(super) fn fmt_pct(p: f64) -> String {
     format!("{p:.1} %")
 }
 
@@ -233,12 +272,24 @@ impl Shown {
         for s in &self.sessions {
             writeln!(
                 out,
-                "session {} {} driver {:?}, gpugate {}, {} run(s)",
+                "session {} {} driver {:?}, gpugate {}, {} run(s){}",
                 s.index,
                 s.recorded_at.format("%Y-%m-%d %H:%M UTC"),
                 s.driver,
                 s.gpugate_version,
-                s.runs
+                s.runs,
+                s.node
+                    .as_ref()
+                    .map_or(String::new(), |n| format!(", node {n}"))
+            )?;
+        }
+        let pooled = self.nodes.len() > 1;
+        if pooled {
+            writeln!(
+                out,
+                "nodes     {} ({}): node spread is the relative sd of the nodes' medians",
+                self.nodes.len(),
+                self.nodes.join(", ")
             )?;
         }
         if let Some(note) = &self.note {
@@ -266,7 +317,7 @@ impl Shown {
                 } else {
                     "1".into()
                 };
-                vec![
+                let mut row = vec![
                     k.key.clone(),
                     k.runs.to_string(),
                     sessions.join(","),
@@ -275,23 +326,36 @@ impl Shown {
                     modes,
                     format!("{} ({})", fmt_pct(k.threshold_pct), k.threshold_from),
                     fmt_slowdown(k.detectable_ratio),
-                ]
+                ];
+                if pooled {
+                    row.extend([
+                        k.nodes.len().to_string(),
+                        k.node_spread.map_or("-".into(), |s| fmt_pct(s * 100.0)),
+                    ]);
+                }
+                row
             })
             .collect();
-        write_columns(
-            out,
-            &[
-                "kernel",
-                "runs",
-                "session ids",
-                "median",
-                "spread",
-                "modes",
-                "threshold",
-                "detects",
-            ],
-            &rows,
-        )
+        let mut header = vec![
+            "kernel",
+            "runs",
+            "session ids",
+            "median",
+            "spread",
+            "modes",
+            "threshold",
+            "detects",
+        ];
+        if pooled {
+            header.extend(["nodes", "node spread"]);
+        }
+        write_columns(out, &header, &rows)?;
+        for k in &self.kernels {
+            if let Some(f) = &k.farthest {
+                pool::outlier_warning(out, &k.key, f, k.threshold_pct / 100.0)?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -4,6 +4,7 @@
 //! different statistics. Files are validated on load; every error names the file and the field.
 
 pub mod inspect;
+pub mod pool;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -78,6 +79,20 @@ pub struct Session {
     pub recorded_at: DateTime<Utc>,
     pub gpugate_version: String,
     pub driver: String,
+    /// The node that recorded it ([`node_name`]): a pooled baseline
+    /// ([`pool::pool`]) keeps each node's sessions apart. Absent in files from before pooling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+}
+
+/// This machine's node name: `NODE_NAME` (Kubernetes sets it from the downward API, as for
+/// dcgm-exporter), else the kernel's host name; None when neither is known.
+pub fn node_name() -> Option<String> {
+    let named = |n: String| Some(n.trim().to_string()).filter(|n| !n.is_empty());
+    std::env::var("NODE_NAME")
+        .ok()
+        .and_then(named)
+        .or_else(|| named(std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?))
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -193,6 +208,7 @@ impl Baseline {
             recorded_at: Utc::now(),
             gpugate_version: gpugate_version.to_string(),
             driver: fingerprint.driver_string(),
+            node: node_name(),
         });
         (self.sessions.len() - 1) as u32
     }
@@ -380,6 +396,7 @@ fn v1_session(b: &Baseline) -> Session {
         recorded_at: b.recorded_at,
         gpugate_version: b.gpugate_version.clone(),
         driver: b.fingerprint.driver_string(),
+        node: None,
     }
 }
 

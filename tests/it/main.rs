@@ -111,6 +111,14 @@
 //!   re-summarised, the result loads and still gates) on copies of the recorded baseline; unknown
 //!   names and sessions and every exit-2 file of the bad-baseline corpus are exit 2 naming the
 //!   flag, or the file and field.
+//! - `pool`: a baseline pooled from several nodes. Simulated (seeded) pools of 5 nodes at a 2 %
+//!   node-to-node CV: a new node of the model is flagged ≤ 1 % of 2 000 checks (α 0.5 %), a node
+//!   15 % slower is caught ≥ 80 % and never passed, a baseline from one node instead flags far
+//!   more, and the detectable slowdown quoted for a pool is caught ≥ 93 % of 400. On lavapipe:
+//!   `record` under two `NODE_NAME`s, `baseline pool` (nodes, spreads, a kernel on one node
+//!   dropped, a file without node names named after its file), `baseline show` of the pool, a
+//!   `check` against it; another device key, changed kernel code and one node only are exit 2
+//!   naming the file.
 //! - `scripts`: `scripts/ensure-rust` on a stub machine (keeps a new cargo, installs Debian's
 //!   cargo-web over an old or missing one, adds clippy/rustfmt the toolchain's way, or stops
 //!   naming the commands to run); shellcheck passes on `scripts/` and `.ci/run`.
@@ -133,6 +141,7 @@ mod http;
 mod kernels;
 mod manifests;
 mod node_condition;
+mod pool;
 mod profile;
 mod reports;
 mod scripts;
