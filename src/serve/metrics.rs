@@ -743,7 +743,7 @@ mod tests {
         ));
         let t = text(&m);
         let kernels = lines(&t, "gpugate_kernel_median_seconds").len();
-        assert!(kernels >= 2 && kernels % 2 == 0, "{t}");
+        assert!(kernels >= 2 && kernels.is_multiple_of(2), "{t}");
         assert_eq!(
             value(&t, "gpugate_node_verdict", &[("verdict", "pass")]),
             Some(1.0)

@@ -585,14 +585,14 @@ mod tests {
 
     #[test]
     fn only_a_regression_a_wrong_result_or_a_pass_sets_the_condition() {
-        let run = |result| RunRecord {
-            id: 7,
-            trigger: crate::serve::history::Trigger::Interval,
-            started_at: Utc::now(),
-            finished_at: Utc::now(),
-            result,
-            report: None,
-            error: None,
+        let run = |result| {
+            RunRecord::failed(
+                7,
+                crate::serve::history::Trigger::Interval,
+                Utc::now(),
+                result,
+                String::new(),
+            )
         };
         let regression = Desired::of(&run(RunResult::Regression)).unwrap();
         assert!(regression.degraded);

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use gpugate::report::Report;
-use gpugate::serve::history::{RunRecord, RunResult, Trigger};
+use gpugate::serve::history::{GpuRun, RunRecord, RunResult, Trigger};
 use gpugate::serve::metrics::Metrics;
 use gpugate::serve::node_condition::{NodeCondition, Target, CONDITION_TYPE};
 use http_body_util::{BodyExt, Full};
@@ -256,15 +256,17 @@ fn regression_run(id: u64) -> RunRecord {
 }
 
 fn run(id: u64, result: RunResult, report: Option<Report>) -> RunRecord {
-    RunRecord {
-        id,
-        trigger: Trigger::Interval,
-        started_at: Utc::now(),
-        finished_at: Utc::now(),
+    let gpu = GpuRun {
+        gpu: report
+            .as_ref()
+            .and_then(|r| r.gpu.clone())
+            .unwrap_or_default(),
+        adapter: "llvmpipe".into(),
         result,
         report,
         error: None,
-    }
+    };
+    RunRecord::new(id, Trigger::Interval, Utc::now(), vec![gpu], None)
 }
 
 /// `gpugate_node_condition_updates_total{result=…}` in a text exposition.
@@ -327,7 +329,7 @@ fn a_regression_sets_the_condition_a_pass_clears_it_and_other_results_leave_it()
     })]);
     let creds = Credentials::new("token-1", &stub.cert_pem);
     let condition = NodeCondition::new(creds.target(stub.url())).unwrap();
-    let metrics = Metrics::new(NODE);
+    let metrics = Metrics::new(NODE, Duration::from_secs(3600));
     metrics.init_node_condition();
     assert_eq!(updates(&rendered(&metrics), "ok"), Some(0.0));
     assert_eq!(updates(&rendered(&metrics), "error"), Some(0.0));
@@ -423,7 +425,7 @@ fn a_regression_sets_the_condition_a_pass_clears_it_and_other_results_leave_it()
 #[test]
 fn a_refused_update_is_counted_and_never_panics() {
     let stub = Stub::start(vec![]);
-    let metrics = Metrics::new(NODE);
+    let metrics = Metrics::new(NODE, Duration::from_secs(3600));
     metrics.init_node_condition();
 
     // A CA the server's certificate does not chain to: TLS is refused, nothing reaches it.

@@ -1482,3 +1482,68 @@ fn json_logs_are_one_object_per_line() {
         "{stderr}"
     );
 }
+
+/// Change points: the worker searches the latest `--changes-window` kept runs after each run;
+/// `GET /api/v1/changes` serves what it found (never searching per request) and the metrics name
+/// the latest change of each GPU's kernels.
+#[tokio::test]
+async fn change_points_over_the_kept_runs_are_served_and_exported() {
+    let fixture = gpugate::report::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/ci-check-report.json"),
+    )
+    .unwrap();
+    let (state, _rx) = state_over(History::open(None, Retention::runs(100)).unwrap(), None);
+    let (_, before) = call(&state, get("/api/v1/changes")).await;
+    assert_eq!(before["series"], serde_json::json!([]), "{before}");
+    assert_eq!(before["run_id"], Value::Null);
+
+    // 40 hourly runs; every kernel 20 % slower from run 26 on, with ±0.5 % noise.
+    let t0 = Utc::now() - chrono::Duration::hours(41);
+    let at = |id: u64| t0 + chrono::Duration::hours(id as i64);
+    for id in 1..=40u64 {
+        let mut report = fixture.clone();
+        report.finished_at = Some(at(id));
+        let step = if id >= 26 { 1.2 } else { 1.0 };
+        let noise = 1.0 + 0.005 * (((id * 7919) % 13) as f64 - 6.0) / 6.0;
+        for row in &mut report.rows {
+            row.median_s = 1e-3 * step * noise;
+        }
+        let run = RunRecord::new(
+            id,
+            Trigger::Interval,
+            at(id),
+            vec![gpu_run(RunResult::Pass, Some(report))],
+            None,
+        );
+        state.history().push(run).unwrap();
+    }
+    state.update_changes(30);
+    let (status, body) = call(&state, get("/api/v1/changes")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (body["run_id"].as_u64(), body["runs"].as_u64()),
+        (Some(40), Some(30))
+    );
+    let series = body["series"].as_array().unwrap();
+    assert_eq!(series.len(), fixture.rows.len(), "{body}");
+    for s in series {
+        assert_eq!(s["points"], 30, "{s}");
+        let changes = s["changes"].as_array().unwrap();
+        assert_eq!(changes.len(), 1, "one step, found once: {s}");
+        assert_eq!(changes[0]["run_id"], 26, "{s}");
+        let ratio = changes[0]["ratio"].as_f64().unwrap();
+        assert!((ratio - 1.2).abs() < 0.01, "{s}");
+    }
+    let (_, text) = scrape(&state).await;
+    let m = samples(&text);
+    for row in &fixture.rows {
+        let kernel = [("kernel", row.key.as_str())];
+        let ratio = value(&m, "gpugate_kernel_change_point_ratio", &kernel).unwrap();
+        assert!((ratio - 1.2).abs() < 0.01, "{text}");
+        assert_eq!(
+            value(&m, "gpugate_kernel_change_point_timestamp_seconds", &kernel),
+            Some(at(26).timestamp_millis() as f64 / 1e3)
+        );
+    }
+}
