@@ -311,6 +311,25 @@ fn sync_dir(_dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The run in the file `path` named for run `id`; None, with a warning, when it does not read
+/// or holds another run.
+fn read_run(path: &Path, id: u64) -> Option<RunRecord> {
+    match read_json::<RunRecord>(path) {
+        Ok(record) if record.id == id => Some(record.upgraded()),
+        Ok(record) => {
+            tracing::warn!(
+                file = %path.display(),
+                "skipping a history file that holds run {} instead", record.id
+            );
+            None
+        }
+        Err(reason) => {
+            tracing::warn!(file = %path.display(), %reason, "skipping unreadable history file");
+            None
+        }
+    }
+}
+
 /// The finished runs kept in `dir`, oldest first, without changing anything there (no
 /// interrupted run recorded, nothing pruned or removed): what `gpugate history` reads while a
 /// serve may be writing. Unreadable files are skipped with a warning, as [`History::open`] does.
@@ -321,16 +340,7 @@ pub fn read(dir: &Path) -> Result<Vec<RunRecord>> {
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(id) = run_id(&name) else { continue };
-        match read_json::<RunRecord>(&path) {
-            Ok(record) if record.id == id => runs.push(record.upgraded()),
-            Ok(record) => tracing::warn!(
-                file = %path.display(),
-                "skipping a history file that holds run {} instead", record.id
-            ),
-            Err(reason) => {
-                tracing::warn!(file = %path.display(), %reason, "skipping unreadable history file")
-            }
-        }
+        runs.extend(read_run(&path, id));
     }
     runs.sort_by_key(|r| r.id);
     Ok(runs)
@@ -376,16 +386,7 @@ impl History {
             }
             let Some(id) = run_id(&name) else { continue };
             named.insert(id);
-            match read_json::<RunRecord>(&path) {
-                Ok(record) if record.id == id => runs.push(record.upgraded()),
-                Ok(record) => tracing::warn!(
-                    file = %path.display(),
-                    "skipping a history file that holds run {} instead", record.id
-                ),
-                Err(reason) => {
-                    tracing::warn!(file = %path.display(), %reason, "skipping unreadable history file")
-                }
-            }
+            runs.extend(read_run(&path, id));
         }
         let marker = dir.join(ACCEPTED);
         let accepted = match read_json::<Accepted>(&marker) {
