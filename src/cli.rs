@@ -552,7 +552,7 @@ pub struct ServeArgs {
     #[arg(long, env = "GPUGATE_RETENTION_AGE", value_name = "AGE", value_parser = interval)]
     pub retention_age: Option<std::time::Duration>,
     /// How many of the latest runs change points are looked for in, after every run.
-    #[arg(long, env = "GPUGATE_CHANGES_WINDOW", value_name = "RUNS", default_value_t = 100, value_parser = bounded::<usize>(|n| (crate::serve::MIN_CHANGES_WINDOW..=MAX_RETENTION).contains(&n), "a count from 8 to 100000"))]
+    #[arg(long, env = "GPUGATE_CHANGES_WINDOW", value_name = "RUNS", default_value_t = 100, value_parser = bounded::<usize>(|n| (crate::serve::MIN_CHANGES_WINDOW..=crate::serve::MAX_CHANGES_WINDOW).contains(&n), "a count from 8 to 1000"))]
     pub changes_window: usize,
     /// File holding the bearer token that `POST /api/v1/runs` requires (a mounted Secret).
     #[arg(long, env = "GPUGATE_TOKEN_FILE", value_name = "FILE")]

@@ -20,7 +20,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use super::history::{History, RunRecord, Trigger};
+use super::history::{History, RunRecord, RunResult, Trigger};
 use super::{BaselineState, Readiness, Refused, State, VerdictDoc, PENDING};
 
 /// Requests carry no meaningful body; anything larger than this is refused with 413.
@@ -270,16 +270,22 @@ async fn index(AxumState(state): AxumState<Arc<State>>) -> Result<Response, AppE
 pub fn history_page(history: &History) -> String {
     let mut records: Vec<&RunRecord> = history.iter().collect();
     records.reverse();
-    let shown = records.last().and_then(|latest| {
-        latest
-            .gpus
-            .iter()
-            .max_by_key(|g| (g.result == latest.result, g.report.is_some()))
+    // Of the latest run that measured, the worst GPU with a report (the first on ties); its
+    // reports matched by PCI bus id, which NVML's hiccups cannot change.
+    let shown = records.iter().rev().find_map(|r| {
+        r.gpus.iter().filter(|g| g.report.is_some()).reduce(|a, b| {
+            let worse = RunResult::worst([a.result, b.result]) == Some(b.result);
+            if worse && b.result != a.result {
+                b
+            } else {
+                a
+            }
+        })
     });
     let reports: Vec<&crate::report::Report> = records
         .iter()
         .flat_map(|r| r.gpus.iter())
-        .filter(|g| shown.is_none_or(|s| s.gpu == g.gpu))
+        .filter(|g| shown.is_some_and(|s| s.gpu.pci_bus_id == g.gpu.pci_bus_id))
         .filter_map(|g| g.report.as_ref())
         .collect();
     let mut notices = vec![];

@@ -415,14 +415,27 @@ impl Metrics {
         self.invalidate();
     }
 
+    /// Count `run` into each GPU's streak. A run that measured no GPU (a panic, no adapter, an
+    /// interruption) counts against every GPU known; otherwise only the run's GPUs keep a streak,
+    /// so one replaced or gone leaves no series frozen at its last count.
     fn count_streaks(&self, run: &RunRecord) {
-        let mut streaks = self.streaks.lock().unwrap_or_else(|e| e.into_inner());
-        for g in &run.gpus {
-            let streak = streaks.entry(gpu_labels(&g.gpu)).or_insert((g.result, 0));
+        let bump = |streak: &mut (RunResult, u64), result: RunResult| {
             *streak = match *streak {
-                (last, n) if last == g.result => (last, n + 1),
-                _ => (g.result, 1),
+                (last, n) if last == result => (last, n + 1),
+                _ => (result, 1),
             };
+        };
+        let mut streaks = self.streaks.lock().unwrap_or_else(|e| e.into_inner());
+        if run.gpus.is_empty() {
+            for streak in streaks.values_mut() {
+                bump(streak, run.result);
+            }
+            return;
+        }
+        let current: Vec<[String; 4]> = run.gpus.iter().map(|g| gpu_labels(&g.gpu)).collect();
+        streaks.retain(|id, _| current.contains(id));
+        for (id, g) in current.into_iter().zip(&run.gpus) {
+            bump(streaks.entry(id).or_insert((g.result, 0)), g.result);
         }
     }
 
@@ -814,6 +827,24 @@ mod tests {
         ));
         let t = text(&m);
         assert_eq!(streak(&t, "0", "inconclusive"), "0", "{t}");
+        assert_eq!(streak(&t, "0", "pass"), "1", "{t}");
+        // Runs that measured no GPU (a worker panic) count as errors against every GPU known.
+        for id in 5..=7 {
+            m.observe(&RunRecord::failed(
+                id,
+                super::super::history::Trigger::Interval,
+                chrono::Utc::now(),
+                RunResult::Error,
+                "panicked".into(),
+            ));
+        }
+        let t = text(&m);
+        assert_eq!(streak(&t, "0", "error"), "3", "{t}");
+        assert_eq!(streak(&t, "1", "error"), "3", "{t}");
+        // A GPU no longer in the run has no streak series left.
+        m.observe(&run(8, &[(0, RunResult::Pass, true)]));
+        let t = text(&m);
+        assert_eq!(streak(&t, "1", "error"), "", "{t}");
         assert_eq!(streak(&t, "0", "pass"), "1", "{t}");
     }
 

@@ -547,17 +547,11 @@ impl State {
             BaselineState::Unusable(why) => Some(why.clone()),
             _ => None,
         });
+        // A run of this process decides (a GPU without a baseline is `no_baseline` in it, and
+        // the node's result is already the worst); before one, what the probe found.
         let run = match (latest, missing) {
-            (Some(run), Some(_))
-                if matches!(
-                    run.result,
-                    RunResult::NoBaseline | RunResult::Regression | RunResult::WrongResult
-                ) =>
-            {
-                run
-            }
-            (_, Some(why)) => return without_run(RunResult::NoBaseline.as_str(), why),
-            (Some(run), None) => run,
+            (Some(run), _) => run,
+            (None, Some(why)) => return without_run(RunResult::NoBaseline.as_str(), why),
             (None, None) => {
                 return match (readiness, unusable) {
                     (_, Some(why)) | (Readiness::Failed(why), _) => {
@@ -569,9 +563,9 @@ impl State {
         };
         let gpus: Vec<GpuVerdict> = run.gpus.iter().map(GpuVerdict::of).collect();
         let union = |each: fn(&GpuVerdict) -> &Vec<String>| {
-            let mut all: Vec<String> = gpus.iter().flat_map(|g| each(g).clone()).collect();
-            all.dedup();
-            all
+            let all: std::collections::BTreeSet<String> =
+                gpus.iter().flat_map(|g| each(g).clone()).collect();
+            all.into_iter().collect::<Vec<_>>()
         };
         let message = match gpus.as_slice() {
             [] => run.error.clone().unwrap_or_default(),
@@ -606,6 +600,10 @@ impl State {
 /// The fewest runs `--changes-window` may look at: E-divisive needs segments on both sides of a
 /// change.
 pub const MIN_CHANGES_WINDOW: usize = 8;
+
+/// The most runs `--changes-window` may look at: the search is quadratic in the window, and runs
+/// in the worker after every run.
+pub const MAX_CHANGES_WINDOW: usize = 1000;
 
 /// The verdict before any run, while nothing is known.
 pub const PENDING: &str = "pending";
@@ -657,9 +655,25 @@ fn worker(
     changes_window: usize,
 ) {
     let _alive = state.worker_guard();
-    // Change points of the kept history are known before the first run of this process.
-    state.update_changes(changes_window);
     let (mut known, probed) = guarded_probe(&choice, &check);
+    // A GPU the last process validated and that is not found now is still missed: a restart
+    // must not let a node pass with a GPU fewer.
+    if choice.gpu.is_none() {
+        let latest = state.history().latest().map(|r| r.gpus.clone());
+        for g in latest.into_iter().flatten() {
+            let target = GpuTarget {
+                choice: AdapterChoice {
+                    gpu: g.gpu.pci_bus_id.clone(),
+                    ..choice.clone()
+                },
+                adapter: g.adapter,
+                identity: g.gpu,
+            };
+            if target.identity.pci_bus_id.is_some() && !known.iter().any(|k| same_gpu(k, &target)) {
+                known.push(target);
+            }
+        }
+    }
     match &probed {
         Readiness::Ready(nodes) => {
             for node in nodes {
@@ -680,6 +694,8 @@ fn worker(
         Readiness::Starting => {}
     }
     state.set_readiness(probed);
+    // Change points of the kept history are known before the first run of this process.
+    state.update_changes(changes_window);
     let mut inject_panic = fault == Some(Fault::WorkerPanic);
     while let Ok((id, trigger)) = queue.recv() {
         tracing::info!(id, ?trigger, "validation run starting");
@@ -736,10 +752,11 @@ fn measure(
     known: &mut Vec<GpuTarget>,
     check: &CheckOptions,
 ) -> (Readiness, Vec<GpuRun>, Option<String>) {
-    let (found, lookup_error) = match crate::device::gpus(choice) {
+    let (mut found, lookup_error) = match crate::device::gpus(choice) {
         Ok(found) => (found, None),
         Err(e) => (vec![], Some(e.to_string())),
     };
+    let gone = reconcile(known, &mut found);
     let mut nodes = vec![];
     let mut runs = vec![];
     for target in &found {
@@ -777,10 +794,7 @@ fn measure(
             },
         });
     }
-    for gone in known
-        .iter()
-        .filter(|k| !found.iter().any(|f| f.identity == k.identity))
-    {
+    for gone in gone {
         runs.push(GpuRun {
             gpu: gone.identity.clone(),
             adapter: gone.adapter.clone(),
@@ -795,11 +809,6 @@ fn measure(
             )),
         });
     }
-    for target in found {
-        if !known.iter().any(|k| k.identity == target.identity) {
-            known.push(target);
-        }
-    }
     let readiness = if nodes.is_empty() {
         Readiness::Failed(
             lookup_error
@@ -812,6 +821,41 @@ fn measure(
     };
     let error = runs.is_empty().then_some(lookup_error).flatten();
     (readiness, runs, error)
+}
+
+/// Match the GPUs `found` now with those `known` from earlier runs: a found GPU keeps the NVML
+/// identity it last had when NVML fails to give one now; `known` becomes every GPU ever found,
+/// each as found latest. Returns the known GPUs not found now.
+fn reconcile(known: &mut Vec<GpuTarget>, found: &mut [GpuTarget]) -> Vec<GpuTarget> {
+    for target in found.iter_mut() {
+        if let Some(k) = known.iter_mut().find(|k| same_gpu(k, target)) {
+            if target.identity.index.is_none() && k.identity.index.is_some() {
+                target.identity = k.identity.clone();
+            }
+            *k = target.clone();
+        }
+    }
+    let gone = known
+        .iter()
+        .filter(|k| !found.iter().any(|f| same_gpu(f, k)))
+        .cloned()
+        .collect();
+    for target in found.iter() {
+        if !known.iter().any(|k| same_gpu(k, target)) {
+            known.push(target.clone());
+        }
+    }
+    gone
+}
+
+/// Whether two targets are the same physical GPU: by PCI bus id (NVML's index and UUID may be
+/// missing when NVML fails once), by adapter name where neither has a bus id.
+fn same_gpu(a: &GpuTarget, b: &GpuTarget) -> bool {
+    match (&a.identity.pci_bus_id, &b.identity.pci_bus_id) {
+        (Some(x), Some(y)) => crate::telemetry::same_pci_bus_id(x, y),
+        (None, None) => a.adapter == b.adapter,
+        _ => false,
+    }
 }
 
 /// Open one GPU and look up its baseline; never records one.
@@ -1154,6 +1198,45 @@ mod tests {
         );
         assert_eq!(state.start_run(Trigger::Api), Err(Refused::IdsExhausted));
         assert_eq!(state.start_run(Trigger::Api), Err(Refused::IdsExhausted));
+    }
+
+    #[test]
+    fn gpus_are_matched_across_runs_by_bus_id_and_keep_their_nvml_identity() {
+        let target = |bus: &str, index: Option<u32>| GpuTarget {
+            choice: AdapterChoice::default(),
+            adapter: "H100".into(),
+            identity: GpuIdentity {
+                index,
+                uuid: index.map(|i| format!("GPU-{i}")),
+                model_name: index.map(|_| "NVIDIA H100".into()),
+                pci_bus_id: Some(bus.into()),
+            },
+        };
+        let mut known = vec![
+            target("00000000:1B:00.0", Some(0)),
+            target("00000000:C1:00.0", Some(1)),
+        ];
+        // NVML fails this once: both GPUs are found by bus id alone, in wgpu's spelling.
+        let mut found = vec![target("0000:c1:00.0", None), target("0000:1b:00.0", None)];
+        let gone = reconcile(&mut known, &mut found);
+        assert!(gone.is_empty(), "{gone:?}");
+        assert_eq!(found[0].identity.index, Some(1), "the identity it last had");
+        assert_eq!(found[1].identity.uuid.as_deref(), Some("GPU-0"));
+        assert_eq!(known.len(), 2);
+        // One falls off the bus: it is gone, and stays known.
+        let mut found = vec![target("0000:1b:00.0", Some(0))];
+        let gone = reconcile(&mut known, &mut found);
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].identity.index, Some(1));
+        assert_eq!(known.len(), 2);
+        // A new one is added.
+        let mut found = vec![
+            target("0000:1b:00.0", Some(0)),
+            target("0000:c1:00.0", Some(1)),
+            target("0000:db:00.0", Some(2)),
+        ];
+        assert!(reconcile(&mut known, &mut found).is_empty());
+        assert_eq!(known.len(), 3);
     }
 
     #[test]

@@ -140,10 +140,24 @@ pub struct Desired {
 
 impl Desired {
     pub fn of(run: &RunRecord) -> Option<Desired> {
+        // A GPU without a baseline cannot be judged: it must not keep a node whose other GPUs
+        // pass degraded for ever, so the condition clears once every GPU that has a baseline
+        // passed (and at least one did).
+        let unjudged = run
+            .gpus
+            .iter()
+            .filter(|g| g.result == RunResult::NoBaseline)
+            .count();
+        let all_judged_passed = run.gpus.len() > unjudged
+            && run
+                .gpus
+                .iter()
+                .all(|g| matches!(g.result, RunResult::Pass | RunResult::NoBaseline));
         let (degraded, reason) = match run.result {
             RunResult::Regression => (true, "GPURegression"),
             RunResult::WrongResult => (true, "GPUWrongResult"),
             RunResult::Pass => (false, "GPUPerformanceOK"),
+            RunResult::NoBaseline if all_judged_passed => (false, "GPUPerformanceOK"),
             RunResult::Inconclusive
             | RunResult::NoBaseline
             | RunResult::Error
@@ -151,6 +165,12 @@ impl Desired {
         };
         let message = if degraded {
             format!("gpugate run {}: {}", run.id, failures(run))
+        } else if unjudged > 0 {
+            format!(
+                "gpugate run {}: every kernel within its baseline's threshold on the GPUs with a \
+                 baseline ({unjudged} GPU(s) without one)",
+                run.id
+            )
         } else {
             format!(
                 "gpugate run {}: every kernel within its baseline's threshold",
@@ -613,5 +633,35 @@ mod tests {
         ] {
             assert_eq!(Desired::of(&run(silent)), None, "{silent:?}");
         }
+        // Several GPUs: one without a baseline does not keep a fixed node degraded.
+        let gpus = |results: &[RunResult]| {
+            let gpus = results
+                .iter()
+                .map(|&result| crate::serve::history::GpuRun {
+                    gpu: Default::default(),
+                    adapter: "A".into(),
+                    result,
+                    report: None,
+                    error: None,
+                })
+                .collect();
+            RunRecord::new(
+                7,
+                crate::serve::history::Trigger::Api,
+                Utc::now(),
+                gpus,
+                None,
+            )
+        };
+        use RunResult::{Inconclusive, NoBaseline, Pass, Regression};
+        let cleared = Desired::of(&gpus(&[Pass, NoBaseline])).unwrap();
+        assert!(!cleared.degraded && cleared.message.contains("1 GPU(s) without one"));
+        assert!(
+            Desired::of(&gpus(&[Regression, NoBaseline]))
+                .unwrap()
+                .degraded
+        );
+        assert_eq!(Desired::of(&gpus(&[NoBaseline, NoBaseline])), None);
+        assert_eq!(Desired::of(&gpus(&[Pass, Inconclusive])), None);
     }
 }
