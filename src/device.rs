@@ -33,7 +33,7 @@ pub struct Fingerprint {
 /// Which physical GPU, in dcgm-exporter's terms, so Prometheus joins gpugate's series with
 /// DCGM's: `gpu` is NVML's index (never wgpu's enumeration order, which is not nvidia-smi's),
 /// `UUID` and `modelName` NVML's, `pci_bus_id` NVML's spelling (`00000000:3B:00.0`). Without
-/// NVML only the PCI bus id is known, in wgpu's spelling; a software adapter has none.
+/// NVML only the PCI bus id is known (still in NVML's spelling); a software adapter has none.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GpuIdentity {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -356,7 +356,7 @@ fn distinct_gpus(infos: &[wgpu::AdapterInfo]) -> Vec<&wgpu::AdapterInfo> {
 }
 
 /// The identity of the GPU at PCI bus id `bus` (wgpu's spelling; empty when unknown): NVML's,
-/// matched by bus id, where NVML lists it; else the bus id alone.
+/// matched by bus id, where NVML lists it; else the bus id alone, spelled as NVML spells it.
 pub fn identify(bus: &str, nvml: &[GpuIdentity]) -> GpuIdentity {
     let bus = bus.trim();
     if bus.is_empty() {
@@ -370,7 +370,10 @@ pub fn identify(bus: &str, nvml: &[GpuIdentity]) -> GpuIdentity {
         })
         .cloned()
         .unwrap_or_else(|| GpuIdentity {
-            pci_bus_id: Some(bus.to_string()),
+            pci_bus_id: Some(
+                crate::telemetry::PciAddress::parse(bus)
+                    .map_or_else(|| bus.to_string(), |a| a.nvml_spelling()),
+            ),
             ..GpuIdentity::default()
         })
 }
@@ -708,11 +711,11 @@ mod tests {
         ];
         assert_eq!(identify("0000:c1:00.0", &nvml), nvml[1]);
         assert_eq!(identify("0000:1b:00.0", &nvml), nvml[0]);
-        // Without NVML (or a bus id it does not list): the bus id alone.
+        // Without NVML (or a bus id it does not list): the bus id alone, in NVML's spelling.
         assert_eq!(
             identify("0000:1b:00.0", &[]),
             GpuIdentity {
-                pci_bus_id: Some("0000:1b:00.0".into()),
+                pci_bus_id: Some("00000000:1B:00.0".into()),
                 ..GpuIdentity::default()
             }
         );

@@ -379,6 +379,17 @@ impl PciAddress {
     }
 }
 
+impl PciAddress {
+    /// As NVML and dcgm-exporter spell it (`00000000:3B:00.0`), so the series of a GPU carry one
+    /// spelling whether or not NVML answered.
+    pub fn nvml_spelling(&self) -> String {
+        format!(
+            "{:08X}:{:02X}:{:02X}.{:X}",
+            self.domain, self.bus, self.device, self.function
+        )
+    }
+}
+
 impl fmt::Display for PciAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
