@@ -234,17 +234,8 @@ pub struct ChangeAt {
 /// One series (a kernel instance on one GPU) out of a sequence of reports, and its change points.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct KernelChanges {
-    pub device_key: String,
-    /// `Report.gpu`'s PCI bus id: which GPU of a node with several of one model.
-    pub pci_bus_id: Option<String>,
-    /// The row key (`name[params]`).
-    pub kernel: String,
-    /// Reports in the series.
-    pub points: usize,
-    pub first_at: Option<DateTime<Utc>>,
-    pub last_at: Option<DateTime<Utc>>,
-    /// The latest report's median time per iteration (seconds).
-    pub last_median_s: f64,
+    #[serde(flatten)]
+    pub series: SeriesInfo,
     pub changes: Vec<ChangeAt>,
 }
 
@@ -272,15 +263,8 @@ impl Series {
     }
 
     fn with(self, changes: Vec<ChangeAt>) -> KernelChanges {
-        let i = self.info();
         KernelChanges {
-            device_key: i.device_key,
-            pci_bus_id: i.pci_bus_id,
-            kernel: i.kernel,
-            points: i.points,
-            first_at: i.first_at,
-            last_at: i.last_at,
-            last_median_s: i.last_median_s,
+            series: self.info(),
             changes,
         }
     }
@@ -291,11 +275,15 @@ impl Series {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SeriesInfo {
     pub device_key: String,
+    /// `Report.gpu`'s PCI bus id: which GPU of a node with several of one model.
     pub pci_bus_id: Option<String>,
+    /// The row key (`name[params]`).
     pub kernel: String,
+    /// Reports in the series.
     pub points: usize,
     pub first_at: Option<DateTime<Utc>>,
     pub last_at: Option<DateTime<Utc>>,
+    /// The latest report's median time per iteration (seconds).
     pub last_median_s: f64,
 }
 
@@ -425,14 +413,15 @@ pub fn write_changes(
         if i > 0 {
             writeln!(out)?;
         }
+        let s = &k.series;
         writeln!(
             out,
             "{}  {}  {} points, {} → {}",
-            k.kernel,
-            gpu_of(&k.device_key, &k.pci_bus_id),
-            k.points,
-            fmt_at(k.first_at),
-            fmt_at(k.last_at)
+            s.kernel,
+            gpu_of(&s.device_key, &s.pci_bus_id),
+            s.points,
+            fmt_at(s.first_at),
+            fmt_at(s.last_at)
         )?;
         if k.changes.is_empty() {
             writeln!(

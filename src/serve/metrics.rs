@@ -562,13 +562,14 @@ impl Metrics {
             let Some(report) = &g.report else { continue };
             let bus = report.gpu.as_ref().and_then(|id| id.pci_bus_id.as_ref());
             let id = gpu_labels(&g.gpu);
-            for s in series.iter().filter(|s| {
-                s.pci_bus_id.as_ref() == bus && report.device_key.as_ref() == Some(&s.device_key)
+            for k in series.iter().filter(|k| {
+                k.series.pci_bus_id.as_ref() == bus
+                    && report.device_key.as_ref() == Some(&k.series.device_key)
             }) {
-                let Some(last) = s.changes.last() else {
+                let Some(last) = k.changes.last() else {
                     continue;
                 };
-                let labels = values(&id, &[s.kernel.as_str()]);
+                let labels = values(&id, &[k.series.kernel.as_str()]);
                 self.change_ratio
                     .with_label_values(&labels)
                     .set(last.point.ratio);
