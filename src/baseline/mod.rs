@@ -175,8 +175,9 @@ impl BaselineKernel {
         Model::fit(&RunMedians::from_summaries(self.summaries()), &sessions)
     }
 
-    /// The readers' summaries of `runs`: median of run medians, their log sd, their modes.
-    fn summarise_runs(&mut self) {
+    /// The readers' summaries of `runs`: median of run medians, their log sd, their modes (what
+    /// `load` checks a file's stored values against).
+    pub fn summarise_runs(&mut self) {
         let medians: Vec<f64> = self.runs.iter().map(|r| r.summary.median_s).collect();
         self.median_s = stats::median(&medians);
         self.between_run_rel_sd = stats::log_sd(&medians).unwrap_or(0.0);

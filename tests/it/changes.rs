@@ -186,19 +186,7 @@ fn template() -> &'static serde_json::Value {
     static REPORT: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
     REPORT.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("run.json");
-        let _lock = crate::shared_lock();
-        let out = gpugate()
-            .args(["run", "--kernel", "copy", "--max-time", "0.2", "--json"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let path = crate::compare_reports::run_report(dir.path(), "run.json", &[]);
         serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
     })
 }

@@ -287,22 +287,7 @@ fn an_error_report_is_an_errored_testcase_and_each_run_appends_a_summary() {
 #[test]
 fn an_inconclusive_kernel_is_skipped_and_fails_the_gate() {
     let (_dir, file) = crate::trust::doctored(|b| {
-        let k = b.kernels.iter_mut().find(|k| k.kernel == "copy").unwrap();
-        let last = (k.runs.len() - 1) as f64;
-        for (i, run) in k.runs.iter_mut().enumerate() {
-            let factor = (8.0 * i as f64 / last - 4.0).exp();
-            for s in &mut run.samples_s {
-                *s *= factor;
-            }
-            run.summary = gpugate::stats::summarize(&run.samples_s);
-        }
-        let medians: Vec<f64> = k.runs.iter().map(|r| r.summary.median_s).collect();
-        k.median_s = gpugate::stats::median(&medians);
-        k.between_run_rel_sd = gpugate::stats::log_sd(&medians).unwrap();
-        // The speed modes are derived from the runs too (stored only when more than one), and
-        // the recorded baseline may have had two: recompute them, or the file is refused.
-        let modes = k.model().modes();
-        k.modes = if modes.len() > 1 { modes } else { vec![] };
+        crate::trust::scale_copy(b, |i, n| (8.0 * i as f64 / (n - 1) as f64 - 4.0).exp());
     });
     let summary = tempfile::NamedTempFile::new().unwrap();
     let _lock = timing_lock();

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use crate::{gpugate, shared_lock};
 
 /// `run --kernel copy --max-time 0.2 --json FILE` with `extra` flags: the report's path.
-fn run_report(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
+pub(crate) fn run_report(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
     let path = dir.join(name);
     let _lock = shared_lock();
     let out = gpugate()
