@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::baseline;
 use crate::compare::{self, DriverPolicy, Require};
-use crate::device::{self, AdapterChoice, Gpu};
+use crate::device::{self, AdapterChoice, Gpu, ShaderChecks};
 use crate::error::{exit, Error, Result};
 use crate::gate::{self, CheckOptions, MeasureOptions};
 use crate::report::{self, Report, Reporter};
@@ -44,6 +44,11 @@ pub struct Cli {
     /// validates every GPU without it.
     #[arg(long, global = true, env = "GPUGATE_GPU", value_name = "BUS_ID|UUID")]
     pub gpu: Option<String>,
+    /// How kernels are compiled: `trusted` (no runtime bounds checks, workgroup memory not
+    /// zeroed: what runs in production) or `checked` (wgpu's WebGPU-safe path, for debugging a
+    /// kernel). Reports name the mode; a baseline is only judged in the mode it was recorded in.
+    #[arg(long, global = true, value_enum, env = "GPUGATE_SHADER_CHECKS", default_value_t = ShaderChecks::Trusted)]
+    pub shader_checks: ShaderChecks,
     /// What to print on stdout.
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -655,6 +660,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
         name_contains: cli.adapter.clone(),
         backend: cli.backend.clone(),
         gpu: cli.gpu.clone(),
+        shader_checks: cli.shader_checks,
     };
     match &cli.command {
         Command::List => list(&choice, cli.format),

@@ -3,6 +3,7 @@
 //! Acquiring the device is kept apart from running kernels: a [`Gpu`] is opened once and every
 //! workload runs on it.
 
+use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -155,7 +156,56 @@ pub fn ensure_runtime_dir() {
     }
 }
 
-/// How to choose the adapter: `--adapter` / `WGPU_ADAPTER_NAME` and `--backend` / `WGPU_BACKEND`.
+/// How shader modules are compiled. Trusted is what is measured by default: the kernels are ours,
+/// every index is proven in bounds by the kernel's own guards and the parameter bounds checked
+/// before a baseline or run is accepted, and the CPU-reference tests run them at odd and edge
+/// sizes. Checked keeps wgpu's WebGPU-safe path (for debugging a kernel that misbehaves). The mode
+/// enters every kernel's hash, so a baseline recorded in one mode is never judged in the other.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum ShaderChecks {
+    /// `create_shader_module_trusted` with no runtime checks (bounds, loop bounding, integer
+    /// division), workgroup memory not zero-initialised, no indirect-call validation.
+    #[default]
+    Trusted,
+    /// `create_shader_module`: runtime bounds checks, bounded loops, guarded integer division,
+    /// zero-initialised workgroup memory, indirect-call validation (wgpu's defaults).
+    Checked,
+}
+
+impl ShaderChecks {
+    pub fn name(self) -> &'static str {
+        match self {
+            ShaderChecks::Trusted => "trusted",
+            ShaderChecks::Checked => "checked",
+        }
+    }
+
+    /// Whether pipelines zero workgroup memory before a dispatch: only in checked mode, since
+    /// every kernel writes its workgroup memory before reading it.
+    pub fn zero_workgroup_memory(self) -> bool {
+        self == ShaderChecks::Checked
+    }
+
+    fn instance_flags(self) -> wgpu::InstanceFlags {
+        let flags = wgpu::InstanceFlags::default();
+        match self {
+            // The one indirect dispatch (lattice_bfs's `expand`) gets its workgroup count from
+            // its own `advance` entry point, which clamps it to 65535, the WebGPU minimum limit.
+            ShaderChecks::Trusted => flags - wgpu::InstanceFlags::VALIDATION_INDIRECT_CALL,
+            ShaderChecks::Checked => flags,
+        }
+    }
+}
+
+impl fmt::Display for ShaderChecks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How to choose the adapter: `--adapter` / `WGPU_ADAPTER_NAME` and `--backend` / `WGPU_BACKEND`,
+/// and how to compile shaders on it (`--shader-checks`).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct AdapterChoice {
     pub name_contains: Option<String>,
@@ -163,6 +213,7 @@ pub struct AdapterChoice {
     /// One GPU, by PCI bus id (`0000:3b:00.0`, any spelling) or NVML UUID (`GPU-…`): identical
     /// GPUs share a name, so `name_contains` cannot tell them apart.
     pub gpu: Option<String>,
+    pub shader_checks: ShaderChecks,
 }
 
 impl AdapterChoice {
@@ -382,6 +433,7 @@ pub fn identify(bus: &str, nvml: &[GpuIdentity]) -> GpuIdentity {
 pub fn enumerate(choice: &AdapterChoice) -> Result<Vec<wgpu::Adapter>> {
     let desc = wgpu::InstanceDescriptor {
         backends: choice.backends()?,
+        flags: choice.shader_checks.instance_flags(),
         ..wgpu::InstanceDescriptor::new_without_display_handle()
     };
     let instance = wgpu::Instance::new(desc);
@@ -414,6 +466,8 @@ pub struct Gpu {
     pub timestamps: bool,
     /// Cooperative-matrix shapes the adapter supports (empty unless that feature was enabled).
     pub cooperative_matrix: Vec<wgpu::CooperativeMatrixProperties>,
+    /// How this device compiles shader modules ([`Gpu::shader_module`]).
+    pub shader_checks: ShaderChecks,
     /// When GPU waits must end: the current kernel's deadline, set by [`Gpu::within`].
     deadline: Mutex<Option<Instant>>,
     /// Why the device was lost, once wgpu said so.
@@ -427,7 +481,7 @@ impl Gpu {
             .into_iter()
             .next()
             .expect("candidates are never empty");
-        Self::from_adapter(adapter)
+        Self::from_adapter(adapter, choice.shader_checks)
     }
 
     /// This GPU in dcgm-exporter's terms (NVML looked up by PCI bus id); None where the adapter
@@ -438,7 +492,7 @@ impl Gpu {
         (identity != GpuIdentity::default()).then_some(identity)
     }
 
-    fn from_adapter(adapter: wgpu::Adapter) -> Result<Gpu> {
+    fn from_adapter(adapter: wgpu::Adapter, shader_checks: ShaderChecks) -> Result<Gpu> {
         let info = adapter.get_info();
         let available = adapter.features();
         let mut features = available & wanted_features();
@@ -505,9 +559,40 @@ impl Gpu {
             limits,
             features,
             cooperative_matrix,
+            shader_checks,
             deadline: Mutex::new(None),
             lost,
         })
+    }
+
+    /// A shader module compiled as [`Gpu::shader_checks`] says.
+    pub fn shader_module(&self, label: &str, wgsl: &str) -> wgpu::ShaderModule {
+        let desc = wgpu::ShaderModuleDescriptor {
+            label: Some(label),
+            source: wgpu::ShaderSource::Wgsl(wgsl.into()),
+        };
+        match self.shader_checks {
+            ShaderChecks::Checked => self.device.create_shader_module(desc),
+            // SAFETY: only gpugate's own kernels (`shaders/`, compiled in) come here. Each one
+            // indexes only within its bindings, proven by its guards for every parameter value the
+            // kernel accepts (`Kernel::params`, checked before any instance is prepared), loops a
+            // bounded number of times, divides by non-zero values only, and writes workgroup
+            // memory before reading it; the CPU-reference tests run each at odd and edge sizes in
+            // both modes.
+            ShaderChecks::Trusted => unsafe {
+                self.device
+                    .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
+            },
+        }
+    }
+
+    /// The compilation options of every compute pipeline: workgroup memory is zeroed only in
+    /// checked mode.
+    pub fn compilation_options(&self) -> wgpu::PipelineCompilationOptions<'static> {
+        wgpu::PipelineCompilationOptions {
+            zero_initialize_workgroup_memory: self.shader_checks.zero_workgroup_memory(),
+            ..Default::default()
+        }
     }
 
     /// Run `f` with every GPU wait in it ending by `deadline` at the latest: past it a wait fails

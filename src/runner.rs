@@ -14,7 +14,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::device::{AdapterChoice, Fingerprint, Gpu};
+use crate::device::{AdapterChoice, Fingerprint, Gpu, ShaderChecks};
 use crate::error::{exit, Error, Result};
 use crate::progress;
 use crate::sampler::{self, Measurement, SamplerConfig, TimingMethod};
@@ -95,6 +95,9 @@ pub struct RunResult {
     pub seed: u64,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
+    /// How the kernels were compiled (absent in runs written before the mode existed: checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shader_checks: Option<ShaderChecks>,
     pub kernels: Vec<KernelResult>,
 }
 
@@ -201,7 +204,7 @@ pub fn run_in_process(gpu: &Gpu, plan: &Plan) -> Result<RunResult> {
             kernel: kernel.name().to_string(),
             params: item.params.clone(),
             key,
-            kernel_hash: workload::kernel_hash(kernel),
+            kernel_hash: workload::kernel_hash(kernel, gpu.shader_checks),
             unit: kernel.unit(),
             work: kernel.work(&item.params)?,
             verification,
@@ -217,6 +220,7 @@ pub fn run_in_process(gpu: &Gpu, plan: &Plan) -> Result<RunResult> {
         seed,
         started_at,
         finished_at: Utc::now(),
+        shader_checks: Some(gpu.shader_checks),
         kernels,
     })
 }
@@ -262,6 +266,7 @@ pub fn run_in_children(choice: &AdapterChoice, plan: &Plan, runs: usize) -> Resu
         if let Some(gpu) = &choice.gpu {
             cmd.args(["--gpu", gpu]);
         }
+        cmd.args(["--shader-checks", choice.shader_checks.name()]);
         // With bars drawn, the child reports its kernels on its stderr, which is read here.
         let stderr = if kernels.wanted() {
             cmd.env(progress::CHILD_ENV, "1");

@@ -292,7 +292,7 @@ pub fn compare_reports(opts: &CompareOptions) -> Result<Report> {
         rows.push(row);
     }
     note_measured_unlike(&mut notes, &before, &after, &common);
-    report::apply_peaks(&mut rows, &after.ceilings);
+    notes.extend(report::apply_peaks(&mut rows, &after.ceilings));
 
     let judged = super::judged_rows(&rows);
     let mut outcome: GateOutcome = compare::gate(&judged, opts.require);
@@ -309,6 +309,7 @@ pub fn compare_reports(opts: &CompareOptions) -> Result<Report> {
         device_key: after.device_key.clone(),
         fingerprint: after.fingerprint.clone(),
         gpu: after.gpu.clone(),
+        shader_checks: after.shader_checks,
         finished_at: Some(chrono::Utc::now()),
         error: None,
         baseline_file: None,

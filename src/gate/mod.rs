@@ -28,7 +28,7 @@ use crate::compare::{
     self, Comparison, Design, DriverPolicy, GateOutcome, Judged, Model, Policy, Reason, Require,
     RunMedians, Verdict,
 };
-use crate::device::{AdapterChoice, Gpu};
+use crate::device::{AdapterChoice, Gpu, ShaderChecks};
 use crate::error::{exit, Error, Result};
 use crate::report::{self, CheckPolicy, DriverChange, Report, Row, Unsupported};
 use crate::runner::{self, KernelResult, Plan, PlanItem, RunResult};
@@ -231,6 +231,14 @@ fn at_least(flag: &str, value: usize, min: usize) -> Result<()> {
     Ok(())
 }
 
+/// The shader mode whose hash of today's `kernel` is `hash`, when the baseline recorded this very
+/// code in some mode.
+fn recorded_mode(kernel: &dyn workload::Kernel, hash: &str) -> Option<ShaderChecks> {
+    [ShaderChecks::Trusted, ShaderChecks::Checked]
+        .into_iter()
+        .find(|m| workload::kernel_hash(kernel, *m) == hash)
+}
+
 /// The gate: measure, compare with this device's baseline, decide. `check`, `serve` and
 /// `calibrate` all validate through this one path; every run is a fresh child process.
 pub fn check(choice: &AdapterChoice, opts: &CheckOptions) -> Result<Report> {
@@ -277,7 +285,9 @@ pub fn check(choice: &AdapterChoice, opts: &CheckOptions) -> Result<Report> {
             Err(u) => unsupported.push(u),
             // Only code that would run here must be what the baseline measured.
             Ok(()) => match &k.kernel_hash {
-                Some(h) if *h != workload::kernel_hash(kernel) => changed.push(k.key.clone()),
+                Some(h) if *h != workload::kernel_hash(kernel, gpu.shader_checks) => {
+                    changed.push((k.key.clone(), recorded_mode(kernel, h)))
+                }
                 _ => chosen.push((i, k)),
             },
         }
@@ -291,10 +301,20 @@ pub fn check(choice: &AdapterChoice, opts: &CheckOptions) -> Result<Report> {
         }
     }
     if !changed.is_empty() {
+        let keys: Vec<&str> = changed.iter().map(|(k, _)| k.as_str()).collect();
+        // Same code compiled the other way: the flag, not the kernel, differs.
+        let hint = match changed.iter().find_map(|(_, mode)| *mode) {
+            Some(mode) => format!(
+                "; it was recorded with --shader-checks {mode}: check with that flag, or \
+                 re-record with --shader-checks {}",
+                gpu.shader_checks
+            ),
+            None => String::new(),
+        };
         return Err(Error::CannotValidate(format!(
             "kernel changed: re-record: the WGSL or pipeline options of {} differ from what \
-             {} measured, so its times describe other code",
-            changed.join(", "),
+             {} measured, so its times describe other code{hint}",
+            keys.join(", "),
             path.display()
         )));
     }
@@ -429,7 +449,7 @@ pub fn check(choice: &AdapterChoice, opts: &CheckOptions) -> Result<Report> {
         row.baseline_run_medians_s = chosen[j].1.summaries().map(|s| s.median_s).collect();
     }
     let ceilings = check_ceilings(&rows, &base);
-    report::apply_peaks(&mut rows, &ceilings);
+    notes.extend(report::apply_peaks(&mut rows, &ceilings));
     let mut outcome = compare::gate(&judged_rows(&rows), opts.require);
     if let Some(d) = driver_change
         .as_ref()
@@ -452,6 +472,7 @@ pub fn check(choice: &AdapterChoice, opts: &CheckOptions) -> Result<Report> {
         device_key: Some(key),
         fingerprint: Some(fingerprint),
         gpu: identity,
+        shader_checks: results.iter().find_map(|r| r.shader_checks),
         finished_at: Some(chrono::Utc::now()),
         error: None,
         baseline_file: Some(path.display().to_string()),
@@ -614,10 +635,11 @@ fn measure_with_ceilings(
     let mut rows = rows(&results, |_| None);
     let ceilings = report::measured_ceilings(&rows);
     let extra = rows.split_off(chosen);
-    report::apply_peaks(&mut rows, &ceilings);
+    let above_ceiling = report::apply_peaks(&mut rows, &ceilings);
     let outcome = correctness_outcome(&rows);
     let mut report = Report::new(command, fingerprint, outcome, rows, vec![], results);
     report.gpu = identity;
+    report.notes = above_ceiling;
     report.ceilings = ceilings;
     for row in extra.iter().filter(|r| !r.verification.ok) {
         report.notes.push(format!(

@@ -72,7 +72,7 @@ pub fn record(choice: &AdapterChoice, opts: &RecordOptions) -> Result<Report> {
     let results = measure_fresh(choice, &key, &plan, opts.runs)?;
     let mut rows = rows(&results, |_| None);
     let ceilings = report::measured_ceilings(&rows);
-    report::apply_peaks(&mut rows, &ceilings);
+    let above_ceiling = report::apply_peaks(&mut rows, &ceilings);
     let mut outcome = correctness_outcome(&rows);
     let mut notes: Vec<String> = rows
         .iter()
@@ -93,6 +93,7 @@ pub fn record(choice: &AdapterChoice, opts: &RecordOptions) -> Result<Report> {
             })
         })
         .collect();
+    notes.extend(above_ceiling);
     if outcome.exit_code == exit::PASS {
         let written = match existing {
             Some(old) => {
@@ -155,7 +156,7 @@ fn append_plan(
         let kernel = workload::find(&k.kernel)?;
         if k.kernel_hash
             .as_ref()
-            .is_some_and(|h| *h != workload::kernel_hash(kernel))
+            .is_some_and(|h| *h != workload::kernel_hash(kernel, gpu.shader_checks))
         {
             return Err(Error::CannotValidate(format!(
                 "kernel changed: {} in {} measured other code; re-record it (without --append)",

@@ -157,6 +157,10 @@ fn properties(report: &Report) -> Vec<Property> {
             "driver",
             report.fingerprint.as_ref().map(|f| f.driver_string()),
         ),
+        (
+            "shader_checks",
+            report.shader_checks.map(|m| m.name().to_string()),
+        ),
         ("baseline_file", report.baseline_file.clone()),
         (
             "compared_before",

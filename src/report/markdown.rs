@@ -31,6 +31,9 @@ impl Reporter for Markdown {
         if let Some(key) = &r.device_key {
             facts.push(format!("**Device:** {}", escape(key)));
         }
+        if let Some(mode) = r.shader_checks {
+            facts.push(format!("**Shaders:** {mode}"));
+        }
         if let Some(file) = &r.baseline_file {
             facts.push(format!("**Baseline:** {}", escape(file)));
         }

@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::compare::{Comparison, DriverPolicy, GateOutcome, Verdict};
-use crate::device::{Fingerprint, GpuIdentity};
+use crate::device::{Fingerprint, GpuIdentity, ShaderChecks};
 use crate::error::{Error, Result};
 use crate::runner::RunResult;
 use crate::sampler::{StopReason, TimingMethod};
@@ -48,6 +48,10 @@ pub struct Report {
     /// the adapter reports a PCI bus id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu: Option<GpuIdentity>,
+    /// How the measured kernels were compiled (`--shader-checks`), from the runs; absent when
+    /// nothing ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shader_checks: Option<ShaderChecks>,
     /// When the command finished (UTC): what `gpugate history` orders saved reports by.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<DateTime<Utc>>,
@@ -108,6 +112,7 @@ impl Report {
             device_key: Some(fingerprint.device_key()),
             fingerprint: Some(fingerprint),
             gpu: None,
+            shader_checks: runs.iter().find_map(|r| r.shader_checks),
             finished_at: Some(Utc::now()),
             error: None,
             baseline_file: None,
@@ -143,6 +148,7 @@ impl Report {
             device_key: None,
             fingerprint: None,
             gpu: None,
+            shader_checks: None,
             finished_at: Some(Utc::now()),
             error: Some(ReportError::of(err)),
             baseline_file: None,
@@ -466,15 +472,35 @@ pub fn measured_ceilings(rows: &[Row]) -> Vec<Ceiling> {
 }
 
 /// Set every row's `pct_of_peak` from the device's ceilings: bandwidth kernels against
-/// peak_bandwidth, FLOP kernels against peak_fma (f32 FMA; a tensor-core kernel can exceed it).
-/// Graph kernels (GTEPS) have no ceiling here.
-pub fn apply_peaks(rows: &mut [Row], ceilings: &[Ceiling]) {
+/// peak_bandwidth, FLOP kernels against peak_fma (f32 FMA). Graph kernels (GTEPS) have no ceiling
+/// here. Returns a note for every row above a ceiling of its own arithmetic (a tensor-core kernel
+/// may exceed the f32 one): the ceiling kernel under-measures this device, so no % of peak of
+/// that unit can be read as a fraction of what the device can do.
+#[must_use]
+pub fn apply_peaks(rows: &mut [Row], ceilings: &[Ceiling]) -> Vec<String> {
+    let mut notes = vec![];
     for row in rows.iter_mut() {
-        row.pct_of_peak = ceilings
-            .iter()
-            .find(|c| c.unit == row.unit && c.rate > 0.0)
-            .map(|c| row.rate / c.rate);
+        let ceiling = ceilings.iter().find(|c| c.unit == row.unit && c.rate > 0.0);
+        row.pct_of_peak = ceiling.map(|c| row.rate / c.rate);
+        let comparable =
+            crate::workload::find(&row.kernel).is_ok_and(|k| k.comparable_to_ceiling());
+        if let (Some(c), Some(p)) = (ceiling, row.pct_of_peak) {
+            if p > 1.0 && comparable && row.verification.ok && row.key != c.key {
+                notes.push(format!(
+                    "{} runs at {:.0} % of its ceiling {} ({:.1} {}): the ceiling kernel \
+                     under-measures this device, so every % of peak in {} here is overstated \
+                     (docs/performance.md, \"Peaks that are peaks\")",
+                    row.key,
+                    100.0 * p,
+                    c.key,
+                    c.rate,
+                    c.unit.label(),
+                    c.unit.label()
+                ));
+            }
+        }
     }
+    notes
 }
 
 /// A time per iteration in the unit that reads best (`1.500 ms`, `2.50 µs`); `n/a` when it could
@@ -521,6 +547,52 @@ mod tests {
         let path = dir.path().join("report.json");
         std::fs::write(&path, doc.to_string()).unwrap();
         load(&path)
+    }
+
+    fn bare_row(kernel: &str, unit: Unit, rate: f64, ok: bool) -> Row {
+        serde_json::from_value(serde_json::json!({
+            "key": format!("{kernel}[n=4]"), "kernel": kernel, "unit": unit, "median_s": 1.0,
+            "rate": rate, "iqr_rel": 0.0, "timing": "gpu_timestamp", "stop": "noise_target",
+            "verification": {"ok": ok, "checked": 1, "max_error": 0.0, "tolerance": 0.0,
+                             "detail": ""},
+            "verdict": "pass",
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_kernel_above_a_ceiling_of_its_own_arithmetic_is_noted() {
+        let mut rows = vec![
+            bare_row("peak_bandwidth", Unit::Bandwidth, 1.39, true),
+            bare_row("copy", Unit::Bandwidth, 4.61, true),
+            bare_row("triad", Unit::Bandwidth, 1.0, true),
+            // A wrong result's rate means nothing.
+            bare_row("gelu", Unit::Bandwidth, 9.0, false),
+            bare_row("peak_fma", Unit::Flops, 100.0, true),
+            bare_row("sgemm", Unit::Flops, 150.0, true),
+            // Tensor cores may rightly beat the f32 FMA ceiling.
+            bare_row("hgemm_coop", Unit::Flops, 900.0, true),
+            bare_row("lattice_bfs", Unit::Teps, 1.0, true),
+        ];
+        let ceilings = measured_ceilings(&rows);
+        let notes = apply_peaks(&mut rows, &ceilings);
+        assert_eq!(notes.len(), 2, "{notes:#?}");
+        assert!(
+            notes[0].starts_with(
+                "copy[n=4] runs at 332 % of its ceiling peak_bandwidth[n=4] (1.4 GB/s)"
+            ),
+            "{}",
+            notes[0]
+        );
+        assert!(
+            notes[1].starts_with("sgemm[n=4] runs at 150 % of its ceiling peak_fma[n=4]"),
+            "{}",
+            notes[1]
+        );
+        let pct: Vec<Option<f64>> = rows.iter().map(|r| r.pct_of_peak).collect();
+        assert_eq!(pct[2], Some(1.0 / 1.39));
+        assert_eq!(pct[6], Some(9.0), "shown, though not flagged");
+        assert_eq!(pct[7], None, "no GTEPS ceiling");
     }
 
     #[test]

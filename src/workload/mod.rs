@@ -28,7 +28,7 @@ use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 use wgpu::util::DeviceExt;
 
-use crate::device::Gpu;
+use crate::device::{Gpu, ShaderChecks};
 use crate::error::{Error, Result};
 
 /// Every kernel this build knows, in suite order.
@@ -57,18 +57,29 @@ pub fn all() -> &'static [&'static dyn Kernel] {
     ]
 }
 
-/// How every pipeline is created, as it enters [`kernel_hash`]: changing these changes what is
-/// measured as surely as changing the WGSL does.
-pub const PIPELINE_OPTIONS: &str =
-    "wgpu create_shader_module (runtime bounds checks on); compute pipelines with default \
-     compilation options (no override constants, workgroup memory zero-initialised)";
+/// How every pipeline is created in each mode, as it enters [`kernel_hash`]: changing these
+/// changes what is measured as surely as changing the WGSL does.
+pub fn pipeline_options(checks: ShaderChecks) -> &'static str {
+    match checks {
+        ShaderChecks::Checked => {
+            "wgpu create_shader_module (runtime bounds checks on); compute pipelines with default \
+             compilation options (no override constants, workgroup memory zero-initialised)"
+        }
+        ShaderChecks::Trusted => {
+            "wgpu create_shader_module_trusted (ShaderRuntimeChecks::unchecked); compute \
+             pipelines without override constants, workgroup memory not zero-initialised; \
+             no indirect-call validation"
+        }
+    }
+}
 
-/// `sha256:<hex>` of a kernel's name, WGSL source and [`PIPELINE_OPTIONS`]: stored per kernel in a
-/// baseline so that a check never compares a rewritten kernel with the old one's times.
-pub fn kernel_hash(kernel: &dyn Kernel) -> String {
+/// `sha256:<hex>` of a kernel's name, WGSL source and [`pipeline_options`] in `checks` mode:
+/// stored per kernel in a baseline so that a check never compares a rewritten kernel, or one
+/// compiled another way, with the old one's times.
+pub fn kernel_hash(kernel: &dyn Kernel, checks: ShaderChecks) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
-    for part in [kernel.name(), kernel.shader(), PIPELINE_OPTIONS] {
+    for part in [kernel.name(), kernel.shader(), pipeline_options(checks)] {
         h.update((part.len() as u64).to_le_bytes());
         h.update(part.as_bytes());
     }
@@ -435,6 +446,12 @@ pub trait Kernel: Sync {
     /// What platform workload it mirrors.
     fn describe(&self) -> &'static str;
     fn unit(&self) -> Unit;
+    /// Whether its rate is of the same arithmetic as its unit's ceiling kernel (f32 FMA for
+    /// GFLOP/s): false for a kernel on other units, e.g. f16 on tensor cores, which may rightly
+    /// run faster than the f32 ceiling. Bytes are bytes, so every bandwidth kernel is comparable.
+    fn comparable_to_ceiling(&self) -> bool {
+        true
+    }
     fn shader(&self) -> &'static str;
     /// The parameters an instance takes and their ranges: the one place they are declared.
     fn params(&self) -> &'static [Param];
@@ -542,12 +559,7 @@ pub(crate) fn pipelines(
             bind_group_layouts: &[Some(&layout)],
             immediate_size: 0,
         });
-    let module = gpu
-        .device
-        .create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(name),
-            source: wgpu::ShaderSource::Wgsl(source.into()),
-        });
+    let module = gpu.shader_module(name, source);
     let entries = entry_points
         .iter()
         .map(|entry| {
@@ -557,7 +569,7 @@ pub(crate) fn pipelines(
                     layout: Some(&pipeline_layout),
                     module: &module,
                     entry_point: Some(entry),
-                    compilation_options: Default::default(),
+                    compilation_options: gpu.compilation_options(),
                     cache: None,
                 })
         })
@@ -573,12 +585,7 @@ pub(crate) fn auto_pipelines<const N: usize>(
     source: &str,
     entry_points: [&str; N],
 ) -> [wgpu::ComputePipeline; N] {
-    let module = gpu
-        .device
-        .create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(name),
-            source: wgpu::ShaderSource::Wgsl(source.into()),
-        });
+    let module = gpu.shader_module(name, source);
     entry_points.map(|entry| {
         gpu.device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -586,7 +593,7 @@ pub(crate) fn auto_pipelines<const N: usize>(
                 layout: None,
                 module: &module,
                 entry_point: Some(entry),
-                compilation_options: Default::default(),
+                compilation_options: gpu.compilation_options(),
                 cache: None,
             })
     })

@@ -111,6 +111,26 @@ fn run_measures_and_verifies_without_a_baseline() {
         .as_array()
         .unwrap();
     assert!(samples.len() >= 10, "raw samples are kept");
+    assert_eq!(report["shader_checks"], "trusted", "the default, and said");
+    assert_eq!(report["runs"][0]["shader_checks"], "trusted");
+}
+
+#[test]
+fn the_checked_shader_path_runs_verifies_and_says_so() {
+    let report = run_json(&["--shader-checks", "checked", "--kernel", "sgemm"]);
+    assert_eq!(report["shader_checks"], "checked", "{report}");
+    assert_eq!(report["rows"][0]["verification"]["ok"], true, "{report}");
+    let _lock = timing_lock();
+    let out = gpugate()
+        .env("GPUGATE_SHADER_CHECKS", "checked")
+        .args(["run", "--max-time", "0.1", "--kernel", "copy"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("shaders  checked (--shader-checks)"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -185,6 +185,21 @@ fn summaries_that_disagree_with_their_raw_samples_are_exit_2() {
 }
 
 #[test]
+fn a_baseline_is_judged_only_in_the_shader_mode_it_was_recorded_in() {
+    let file = crate::recorded_baseline();
+    let _lock = crate::shared_lock();
+    // Recorded trusted (the default); checked code is other code, and the error says which flag.
+    let (code, report, err) = check(&["--shader-checks", "checked", "check"], file);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("kernel changed: re-record"), "{err}");
+    assert!(
+        err.contains("recorded with --shader-checks trusted"),
+        "{err}"
+    );
+    assert_eq!(report["error"]["kind"], "cannot_validate", "{report}");
+}
+
+#[test]
 fn a_rewritten_kernel_is_exit_3_re_record_never_a_verdict() {
     let (_dir, file) = doctored(|b| {
         b.kernels[0].kernel_hash = Some("sha256:0000".into());

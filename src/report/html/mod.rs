@@ -120,6 +120,9 @@ fn report_section(report: &Report, several: bool) -> Markup {
                 @if let Some(fp) = device {
                     dt { "Driver" } dd { (fp.driver) @if !fp.driver_info.is_empty() { " " (fp.driver_info) } }
                 }
+                @if let Some(mode) = report.shader_checks {
+                    dt { "Shaders" } dd { (mode.name()) }
+                }
                 @if let Some(file) = &report.baseline_file {
                     dt { "Baseline" } dd { code { (file) } }
                 }
