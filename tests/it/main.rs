@@ -119,6 +119,9 @@
 //!   dropped, a file without node names named after its file), `baseline show` of the pool, a
 //!   `check` against it; another device key, changed kernel code and one node only are exit 2
 //!   naming the file.
+//! - `peer`: benches/peer/compare.py pairs a real lavapipe report with a peer_bench.py output at the
+//!   same shape only (ratio = gpugate over peer), names shapes it lacks, exits 1 when nothing
+//!   paired and 2 naming the file and field of a bad peer file.
 //! - `scripts`: `scripts/ensure-rust` on a stub machine (keeps a new cargo, installs Debian's
 //!   cargo-web over an old or missing one, adds clippy/rustfmt the toolchain's way, or stops
 //!   naming the commands to run); shellcheck passes on `scripts/` and `.ci/run`.
@@ -141,6 +144,7 @@ mod http;
 mod kernels;
 mod manifests;
 mod node_condition;
+mod peer;
 mod pool;
 mod profile;
 mod reports;
