@@ -5,6 +5,12 @@
 //! Unlike the fixed-dispatch kernels, one iteration is `init` then, per level, an indirect
 //! `expand` and an `advance`, with the frontier buffers swapped each level; so it has its own
 //! [`Prepared`].
+//!
+//! `expand` reserves next-frontier slots with one atomic per subgroup (SUBGROUP). On an adapter
+//! without SUBGROUP it runs [`fallback_source`] instead: the same shader with one atomic per
+//! invocation, derived from the one shader file so the kernel hash covers both.
+
+use std::sync::OnceLock;
 
 use rand::rngs::StdRng;
 
@@ -17,6 +23,47 @@ pub struct LatticeBfs;
 
 const NAME: &str = "lattice_bfs";
 const UNSEEN: u32 = u32::MAX;
+const SHADER: &str = include_str!("../../shaders/lattice_bfs.wgsl");
+
+/// The shader without subgroup operations, for adapters without SUBGROUP: the shader file with
+/// its `// subgroup-begin` … `// subgroup-end` lines dropped and its `//fallback: ` lines
+/// uncommented (the shader's header says so too).
+pub fn fallback_source() -> &'static str {
+    static FALLBACK: OnceLock<String> = OnceLock::new();
+    FALLBACK.get_or_init(|| {
+        let mut out = String::with_capacity(SHADER.len());
+        let mut subgroup_only = false;
+        for line in SHADER.lines() {
+            match line.trim() {
+                "// subgroup-begin" => subgroup_only = true,
+                "// subgroup-end" => subgroup_only = false,
+                _ if !subgroup_only => {
+                    // `<indent>//fallback: code` becomes `<indent>code`.
+                    let indent = &line[..line.len() - line.trim_start().len()];
+                    match line.trim_start().strip_prefix("//fallback:") {
+                        Some(code) => {
+                            out.push_str(indent);
+                            out.push_str(code.strip_prefix(' ').unwrap_or(code));
+                        }
+                        None => out.push_str(line),
+                    }
+                    out.push('\n');
+                }
+                _ => {}
+            }
+        }
+        out
+    })
+}
+
+/// The `expand` source this adapter runs: subgroup-aggregated where it has SUBGROUP.
+fn source(gpu: &Gpu) -> &'static str {
+    if gpu.features.contains(wgpu::Features::SUBGROUP) {
+        SHADER
+    } else {
+        fallback_source()
+    }
+}
 
 /// A lattice of `size^dim` vertices; vertex index = Σ coord[axis]·size^axis.
 #[derive(Clone, Copy, Debug)]
@@ -64,13 +111,14 @@ impl Kernel for LatticeBfs {
         NAME
     }
     fn describe(&self) -> &'static str {
-        "level-synchronous frontier BFS on a D-dimensional grid lattice (catalytic); GTEPS"
+        "level-synchronous frontier BFS on a D-dimensional grid lattice, next-frontier slots reserved per subgroup (catalytic); GTEPS"
     }
     fn unit(&self) -> Unit {
         Unit::Teps
     }
+    /// The subgroup form; the fallback is derived from it ([`fallback_source`]).
     fn shader(&self) -> &'static str {
-        include_str!("../../shaders/lattice_bfs.wgsl")
+        SHADER
     }
     fn params(&self) -> &'static [Param] {
         const PARAMS: &[Param] = &[param("dim", 1, 16), param("size", 1, U32)];
@@ -101,76 +149,86 @@ impl Kernel for LatticeBfs {
         slots: usize,
         _rng: &mut StdRng,
     ) -> Result<Box<dyn Prepared>> {
-        let l = lattice(params)?;
-        let v = l.vertices();
-        super::fits_device(gpu, self, params)?;
-        let [init, expand, advance] =
-            super::auto_pipelines(gpu, NAME, self.shader(), ["init", "expand", "advance"]);
-        let uniform = super::uniform_buffer(
-            gpu,
-            "lattice_bfs.lattice",
-            &[l.size, l.dim, v as u32, l.source()],
-        );
-        // The same lattice and source in every slot: the distances do not depend on the inputs,
-        // so a cold start only needs fresh (poisoned) buffers.
-        let want = reference::bfs(l);
-        let bind = |pipeline: &wgpu::ComputePipeline, buffers: &[(u32, &wgpu::Buffer)]| {
-            let entries: Vec<_> = buffers
-                .iter()
-                .map(|&(binding, b)| wgpu::BindGroupEntry {
-                    binding,
-                    resource: b.as_entire_binding(),
-                })
-                .collect();
-            gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(NAME),
-                layout: &pipeline.get_bind_group_layout(0),
-                entries: &entries,
-            })
-        };
-        let sets = (0..slots)
-            .map(|_| {
-                let dist = super::poisoned_buffer(gpu, "lattice_bfs.dist", 4 * v);
-                let front_a = super::poisoned_buffer(gpu, "lattice_bfs.frontier_a", 4 * v);
-                let front_b = super::poisoned_buffer(gpu, "lattice_bfs.frontier_b", 4 * v);
-                let state = super::poisoned_buffer(gpu, "lattice_bfs.state", 16);
-                let args = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("lattice_bfs.args"),
-                    size: 12,
-                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::INDIRECT,
-                    mapped_at_creation: false,
-                });
-                BfsSet {
-                    init: bind(
-                        &init,
-                        &[
-                            (0, &uniform),
-                            (1, &dist),
-                            (2, &front_a),
-                            (4, &state),
-                            (5, &args),
-                        ],
-                    ),
-                    expand: [(&front_a, &front_b), (&front_b, &front_a)].map(|(cur, next)| {
-                        bind(
-                            &expand,
-                            &[(0, &uniform), (1, &dist), (2, cur), (3, next), (4, &state)],
-                        )
-                    }),
-                    advance: bind(&advance, &[(4, &state), (5, &args)]),
-                    dist,
-                    args,
-                }
+        prepare_with(gpu, params, slots, source(gpu))
+    }
+}
+
+/// [`Kernel::prepare`] with the given shader source (the tests run the fallback on any adapter).
+fn prepare_with(
+    gpu: &Gpu,
+    params: &Params,
+    slots: usize,
+    source: &str,
+) -> Result<Box<dyn Prepared>> {
+    let l = lattice(params)?;
+    let v = l.vertices();
+    super::fits_device(gpu, &LatticeBfs, params)?;
+    let [init, expand, advance] =
+        super::auto_pipelines(gpu, NAME, source, ["init", "expand", "advance"]);
+    let uniform = super::uniform_buffer(
+        gpu,
+        "lattice_bfs.lattice",
+        &[l.size, l.dim, v as u32, l.source()],
+    );
+    // The same lattice and source in every slot: the distances do not depend on the inputs,
+    // so a cold start only needs fresh (poisoned) buffers.
+    let want = reference::bfs(l);
+    let bind = |pipeline: &wgpu::ComputePipeline, buffers: &[(u32, &wgpu::Buffer)]| {
+        let entries: Vec<_> = buffers
+            .iter()
+            .map(|&(binding, b)| wgpu::BindGroupEntry {
+                binding,
+                resource: b.as_entire_binding(),
             })
             .collect();
-        Ok(Box::new(BfsRun {
-            pipelines: [init, expand, advance],
-            sets,
-            init_groups: super::grid_groups(gpu, v, 256, 65535),
-            levels: l.levels(),
-            want,
-        }))
-    }
+        gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(NAME),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        })
+    };
+    let sets = (0..slots)
+        .map(|_| {
+            let dist = super::poisoned_buffer(gpu, "lattice_bfs.dist", 4 * v);
+            let front_a = super::poisoned_buffer(gpu, "lattice_bfs.frontier_a", 4 * v);
+            let front_b = super::poisoned_buffer(gpu, "lattice_bfs.frontier_b", 4 * v);
+            let state = super::poisoned_buffer(gpu, "lattice_bfs.state", 16);
+            let args = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("lattice_bfs.args"),
+                size: 12,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::INDIRECT,
+                mapped_at_creation: false,
+            });
+            BfsSet {
+                init: bind(
+                    &init,
+                    &[
+                        (0, &uniform),
+                        (1, &dist),
+                        (2, &front_a),
+                        (4, &state),
+                        (5, &args),
+                    ],
+                ),
+                expand: [(&front_a, &front_b), (&front_b, &front_a)].map(|(cur, next)| {
+                    bind(
+                        &expand,
+                        &[(0, &uniform), (1, &dist), (2, cur), (3, next), (4, &state)],
+                    )
+                }),
+                advance: bind(&advance, &[(4, &state), (5, &args)]),
+                dist,
+                args,
+            }
+        })
+        .collect();
+    Ok(Box::new(BfsRun {
+        pipelines: [init, expand, advance],
+        sets,
+        init_groups: super::grid_groups(gpu, v, 256, 65535),
+        levels: l.levels(),
+        want,
+    }))
 }
 
 struct BfsSet {
@@ -253,6 +311,56 @@ pub mod reference {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Parse and validate `source` with naga as tests/it/shaders.rs does, with `capabilities`.
+    fn validate(source: &str, capabilities: naga::valid::Capabilities) -> Result<(), String> {
+        let module = naga::front::wgsl::parse_str(source).map_err(|e| e.emit_to_string(source))?;
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities)
+            .validate(&module)
+            .map_err(|e| format!("{e:?}"))?;
+        Ok(())
+    }
+
+    /// The fallback is the shader minus its subgroup parts: it validates without the SUBGROUP
+    /// capability (and the subgroup form does not), and it keeps every entry point.
+    #[test]
+    fn the_fallback_source_validates_without_subgroups() {
+        use naga::valid::Capabilities as C;
+        let without = C::all() - C::SUBGROUP - C::SUBGROUP_BARRIER - C::SUBGROUP_VERTEX_STAGE;
+        let fallback = fallback_source();
+        validate(fallback, without).unwrap_or_else(|e| panic!("fallback: {e}\n{fallback}"));
+        validate(SHADER, C::all()).unwrap();
+        assert!(validate(SHADER, without).is_err());
+        for op in [
+            "subgroupExclusiveAdd(",
+            "subgroupAdd(",
+            "subgroupElect(",
+            "subgroupBroadcast",
+        ] {
+            assert!(!fallback.contains(op), "{op} in\n{fallback}");
+        }
+        assert!(fallback.contains("return atomicAdd(&state[1], n);"));
+        for entry in ["fn init(", "fn expand(", "fn advance(", "fn reserve("] {
+            assert_eq!(fallback.matches(entry).count(), 1, "{entry}");
+        }
+    }
+
+    /// The fallback on this adapter (which may well have SUBGROUP, so the kernel tests run the
+    /// subgroup form) against the CPU BFS, including frontiers of many subgroups.
+    #[test]
+    fn the_fallback_matches_the_cpu_bfs() {
+        let gpu = Gpu::open(&crate::device::AdapterChoice::default())
+            .expect("tests need an adapter (CI installs lavapipe)");
+        for (dim, size) in [(1, 1), (1, 100), (2, 33), (3, 30), (5, 4)] {
+            let params = Params::new([("dim", dim), ("size", size)]);
+            let prepared = gpu
+                .scoped(NAME, || prepare_with(&gpu, &params, 2, fallback_source()))
+                .unwrap();
+            crate::runner::execute_once(&gpu, prepared.as_ref(), 2).unwrap();
+            let v = prepared.verify(&gpu).unwrap();
+            assert!(v.ok, "dim {dim} size {size}: {}", v.detail);
+        }
+    }
 
     /// On a grid lattice the BFS distance is the L1 distance to the source: the reference agrees.
     #[test]

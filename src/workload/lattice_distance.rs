@@ -13,7 +13,8 @@ use crate::error::{Error, Result};
 pub struct LatticeDistance;
 
 const NAME: &str = "lattice_distance";
-const TILE: u64 = 16;
+/// Output tile of one workgroup, per side (the shader's TILE).
+const TILE: u64 = 64;
 /// Dimensions the shader stages per point.
 const MAX_DIM: u64 = 8;
 /// Coordinate range: beyond it even one dimension's squared distance exceeds 2^24.
@@ -49,7 +50,7 @@ impl Kernel for LatticeDistance {
         NAME
     }
     fn describe(&self) -> &'static str {
-        "pairwise L1 and L2 distances between batches of lattice points (catalytic); GB/s"
+        "pairwise L1 and L2 distances between batches of lattice points, 64×64 tiles of 4×4 register blocks (catalytic); GB/s"
     }
     fn unit(&self) -> Unit {
         Unit::Bandwidth

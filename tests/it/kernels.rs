@@ -74,9 +74,15 @@ fn shapes() -> Vec<(&'static str, Params)> {
         ("lattice_bfs", lat(2, 33)),
         ("lattice_bfs", lat(3, 17)),
         ("lattice_bfs", lat(4, 6)),
+        // Frontiers of up to ~1300 vertices: many subgroups reserve slots in one level.
+        ("lattice_bfs", lat(3, 30)),
         ("lattice_distance", dist(1, 1, 1, 2)),
         ("lattice_distance", dist(33, 17, 3, 100)),
         ("lattice_distance", dist(40, 70, 8, 1000)),
+        // One whole 64×64 tile; then partial tiles past both edges; then a single column.
+        ("lattice_distance", dist(64, 64, 2, 10)),
+        ("lattice_distance", dist(65, 129, 5, 50)),
+        ("lattice_distance", dist(130, 1, 1, 3)),
         ("sgemm_subgroup", mnk(1, 1, 1)),
         ("sgemm_subgroup", mnk(65, 33, 17)),
         ("sgemm_subgroup", mnk(128, 64, 128)),
@@ -288,6 +294,19 @@ proptest::proptest! {
         let _lock = crate::shared_lock();
         let params = Params::new([("dim", dim), ("size", size)]);
         let v = verify(shared_gpu(), "lattice_bfs", params, true);
+        proptest::prop_assert!(v.ok, "{}", v.detail);
+    }
+
+    #[test]
+    fn lattice_distance_matches_its_reference_on_random_shapes(
+        m in 1u64..200,
+        n in 1u64..200,
+        dim in 1u64..=8,
+        size in 1u64..=1000,
+    ) {
+        let _lock = crate::shared_lock();
+        let params = Params::new([("m", m), ("n", n), ("dim", dim), ("size", size)]);
+        let v = verify(shared_gpu(), "lattice_distance", params, true);
         proptest::prop_assert!(v.ok, "{}", v.detail);
     }
 }
