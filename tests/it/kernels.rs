@@ -89,8 +89,13 @@ fn shapes() -> Vec<(&'static str, Params)> {
         ("hgemm", mnk(1, 1, 1)),
         ("hgemm", mnk(65, 33, 17)),
         ("hgemm", mnk(128, 128, 256)),
+        // hgemm_coop (128×256 blocks; m, n multiples of 32, k of 16): one partial block; partial
+        // blocks in both dimensions over three K stages; ten block-rows, so the grouped block
+        // order (groups of 8 block-rows) ends in a partial group.
         ("hgemm_coop", mnk(32, 32, 16)),
         ("hgemm_coop", mnk(64, 96, 48)),
+        ("hgemm_coop", mnk(288, 544, 48)),
+        ("hgemm_coop", mnk(1184, 288, 32)),
         ("conv2d", conv(1, 1, 1, 1, 1)),
         ("conv2d", conv(2, 3, 9, 17, 19)),
         ("conv2d", conv(1, 4, 8, 32, 16)),
@@ -102,10 +107,18 @@ fn shapes() -> Vec<(&'static str, Params)> {
         // More vec4s than 1024 workgroups × 256 invocations: the grid-stride loop must wrap. The
         // inputs are sixteenths, so the sum is exact here (tolerance 0).
         ("reduce_sum", n(4 * (1024 * 256 + 77))),
+        // sgemm (128×128 blocks, K steps of 8, vec4 pieces along K of A and N of B): single
+        // elements; odd sizes inside one block; exactly one block; rows of odd length; one row
+        // past a block with k under one step; n = 1 with several steps; k = 1; several blocks in
+        // both dimensions with a partial last K step.
         ("sgemm", mnk(1, 1, 1)),
         ("sgemm", mnk(65, 33, 17)),
         ("sgemm", mnk(128, 128, 128)),
         ("sgemm", mnk(100, 70, 130)),
+        ("sgemm", mnk(129, 257, 9)),
+        ("sgemm", mnk(255, 1, 300)),
+        ("sgemm", mnk(3, 130, 1)),
+        ("sgemm", mnk(260, 390, 203)),
         ("xor_transform", n(4)),
         ("xor_transform", n(4 * 1001)),
         ("xor_transform", n(1 << 16)),
@@ -307,6 +320,14 @@ proptest::proptest! {
         let _lock = crate::shared_lock();
         let params = Params::new([("m", m), ("n", n), ("dim", dim), ("size", size)]);
         let v = verify(shared_gpu(), "lattice_distance", params, true);
+        proptest::prop_assert!(v.ok, "{}", v.detail);
+    }
+
+    #[test]
+    fn sgemm_matches_its_reference_on_random_shapes(m in 1u64..200, n in 1u64..200, k in 1u64..200) {
+        let _lock = crate::shared_lock();
+        let params = Params::new([("m", m), ("n", n), ("k", k)]);
+        let v = verify(shared_gpu(), "sgemm", params, true);
         proptest::prop_assert!(v.ok, "{}", v.detail);
     }
 }
