@@ -1,7 +1,8 @@
 //! Every kernel against its CPU reference, on the adapter gpugate picks, at several shapes —
-//! including sizes that are not multiples of the 256-wide workgroup or the 64×64 sgemm tile.
+//! including sizes that are not multiples of the 256-wide workgroup or of any kernel tile — in the
+//! default trusted mode (no runtime bounds checks) and, at each odd shape, in checked mode too.
 
-use gpugate::device::{AdapterChoice, Gpu};
+use gpugate::device::{AdapterChoice, Gpu, ShaderChecks};
 use gpugate::runner;
 use gpugate::workload::{self, Params};
 use proptest::prelude::ProptestConfig;
@@ -138,6 +139,7 @@ fn expected_unsupported(gpu: &Gpu) -> Option<Vec<&'static str>> {
 fn every_kernel_matches_its_cpu_reference() {
     let _lock = crate::shared_lock();
     let gpu = gpu();
+    assert_eq!(gpu.shader_checks, ShaderChecks::Trusted, "the default mode");
     let mut unsupported = vec![];
     for (kernel, params) in shapes() {
         if let Some(reason) = workload::find(kernel).unwrap().unsupported(&gpu) {
@@ -164,6 +166,29 @@ fn every_kernel_matches_its_cpu_reference() {
             .filter(|(name, _)| *name == k.name())
             .count();
         assert!(count >= 2, "{} is tested at {count} shape(s)", k.name());
+    }
+}
+
+/// The checked path (`--shader-checks checked`: wgpu's runtime bounds checks, zeroed workgroup
+/// memory) computes what the trusted one does: every kernel at its second shape, the odd one.
+#[test]
+fn every_kernel_matches_its_cpu_reference_in_checked_mode_too() {
+    let _lock = crate::shared_lock();
+    let gpu = Gpu::open(&AdapterChoice {
+        shader_checks: ShaderChecks::Checked,
+        ..AdapterChoice::default()
+    })
+    .unwrap();
+    let mut seen: Vec<&str> = vec![];
+    for (kernel, params) in shapes() {
+        seen.push(kernel);
+        if seen.iter().filter(|k| **k == kernel).count() != 2
+            || workload::find(kernel).unwrap().unsupported(&gpu).is_some()
+        {
+            continue;
+        }
+        let v = verify(&gpu, kernel, params.clone(), true);
+        assert!(v.ok, "{kernel}[{params}] checked: {}", v.detail);
     }
 }
 
