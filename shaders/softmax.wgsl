@@ -1,55 +1,207 @@
+// In bounds: every x/y index is row·cols + c with row < rows, c < cols (loads clamp c, stores test it; rows·cols ≤ 2³², buffers padded to whole vec4s), loops count iterations instead of stepping past u32.
 // softmax: row-wise, numerically stable, f32 rows × cols (attention scores, logits).
-// One workgroup per row (grid-stride over rows). Each invocation keeps an online (max, sum of
-// exp) pair over its strided slice; the pairs merge in a tree; a second sweep writes
-// y = exp(x − max) / sum. The row is read twice but counted once: its second read hits cache.
+// One 256-invocation workgroup per row (grid-stride over rows). Rows of at most CAP = 8192
+// columns are held in registers: each invocation loads its R = 8 vec4 slots of the row once
+// (`main`: coalesced vec4 loads when cols % 4 == 0, so every row starts 16-byte aligned;
+// `main_scalar`: coalesced scalar loads otherwise), takes its own max m and e = exp2((x − m)·log2e)
+// in place with their sum s, merges the 256 (m, s) pairs in workgroup memory (3 barriers) into
+// the row's (M, S), and writes e · exp2((m − M)·log2e) / S: one global read and one write per
+// element, one exp2 per element. Longer rows (`main_long`) keep an online (max, sum) per
+// invocation over a strided scalar sweep, merge the pairs the same way and re-read the row to write
+// exp2((x − M)·log2e) / S.
 
 struct Dims { rows: u32, cols: u32, _pad0: u32, _pad1: u32 }
 
 @group(0) @binding(0) var<uniform> dims: Dims;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
 
 const WG: u32 = 256u;
-// Below any finite input, so exp(LOWEST − m) is 0 rather than NaN as with −inf.
+const R: u32 = 8u; // vec4 register slots per invocation
+const CAP: u32 = 8192u; // WG · 4 · R: the longest row held in registers
+const L2E: f32 = 1.4426950408889634;
+// Below any finite input: the max of an empty slice; exp2 of (LOWEST − real max) is 0.
 const LOWEST: f32 = -3.0e38;
-var<workgroup> max_s: array<f32, WG>;
-var<workgroup> sum_s: array<f32, WG>;
+const P: u32 = 16u; // partials per second-level invocation (WG = P · P)
 
+var<workgroup> red_m: array<f32, WG>;
+var<workgroup> red_s: array<f32, WG>;
+var<workgroup> part_m: array<f32, P>;
+var<workgroup> part_s: array<f32, P>;
+var<workgroup> total: vec2<f32>;
+
+// Of n items dealt round-robin to WG invocations, how many invocation `lid` gets.
+fn share(n: u32, lid: u32) -> u32 {
+    if lid >= n {
+        return 0u;
+    }
+    return (n - lid - 1u) / WG + 1u;
+}
+
+// Which lanes of register slot i hold one of the invocation's first `cnt` elements.
+fn lanes(i: u32, cnt: u32) -> vec4<bool> {
+    return vec4<u32>(4u * i) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(cnt);
+}
+
+// Pairwise sum of 16 values (depth 4, as a tree).
+fn sum16(a: ptr<function, array<f32, P>>) -> f32 {
+    for (var stride = P / 2u; stride > 0u; stride >>= 1u) {
+        for (var i = 0u; i < stride; i++) {
+            (*a)[i] += (*a)[i + stride];
+        }
+    }
+    return (*a)[0];
+}
+
+// Merge every invocation's (max, sum of exp2((x − max)·log2e)) into the row's (M, S), returned to
+// all. Three barriers; no trailing one is needed: the next call writes red_* only after its
+// callers passed this call's second barrier (level-1 reads done), part_* after its own first
+// barrier, and `total` after its second, by which time everyone has read this call's total.
+fn reduce_max_sum(lid: u32, m: f32, s: f32) -> vec2<f32> {
+    red_m[lid] = m;
+    red_s[lid] = s;
+    workgroupBarrier();
+    if lid < P {
+        var mm = LOWEST;
+        for (var i = 0u; i < P; i++) {
+            mm = max(mm, red_m[i * P + lid]);
+        }
+        var t: array<f32, P>;
+        for (var i = 0u; i < P; i++) {
+            t[i] = red_s[i * P + lid] * exp2((red_m[i * P + lid] - mm) * L2E);
+        }
+        part_m[lid] = mm;
+        part_s[lid] = sum16(&t);
+    }
+    workgroupBarrier();
+    if lid == 0u {
+        var mm = LOWEST;
+        for (var i = 0u; i < P; i++) {
+            mm = max(mm, part_m[i]);
+        }
+        var t: array<f32, P>;
+        for (var i = 0u; i < P; i++) {
+            t[i] = part_s[i] * exp2((part_m[i] - mm) * L2E);
+        }
+        total = vec2<f32>(mm, sum16(&t));
+    }
+    workgroupBarrier();
+    return total;
+}
+
+// The register path after the loads: v holds the invocation's slots (cnt valid elements, the
+// rest LOWEST); returns the factor its exponentials are multiplied by, v holding them.
+fn row_factor(lid: u32, v: ptr<function, array<vec4<f32>, R>>, cnt: u32) -> f32 {
+    var m4 = vec4<f32>(LOWEST);
+    for (var i = 0u; i < R; i++) {
+        m4 = max(m4, (*v)[i]);
+    }
+    let m = max(max(m4.x, m4.y), max(m4.z, m4.w));
+    var s4 = vec4<f32>(0.0);
+    for (var i = 0u; i < R; i++) {
+        let e = select(vec4<f32>(0.0), exp2(((*v)[i] - m) * L2E), lanes(i, cnt));
+        (*v)[i] = e;
+        s4 += e;
+    }
+    let total = reduce_max_sum(lid, m, (s4.x + s4.y) + (s4.z + s4.w));
+    // S ≥ 1 − 3 ulp: the row's maximum contributes exp2(0) to it, so the division is safe.
+    return exp2((m - total.x) * L2E) / total.y;
+}
+
+// Workgroups `wid` of `groups` take rows wid, wid + groups, …: how many rows this one gets.
+fn my_rows(wid: u32, groups: u32) -> u32 {
+    if wid >= dims.rows {
+        return 0u;
+    }
+    return (dims.rows - wid - 1u) / groups + 1u;
+}
+
+// cols % 4 == 0 and cols ≤ CAP: slot i holds the row's vec4 number lid + WG·i.
 @compute @workgroup_size(256)
 fn main(
     @builtin(local_invocation_index) lid: u32,
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
-    for (var row = wid.x; row < dims.rows; row += groups.x) {
-        let base = row * dims.cols;
-        var m = LOWEST;
-        var s = 0.0;
-        for (var c = lid; c < dims.cols; c += WG) {
-            let v = x[base + c];
-            let nm = max(m, v);
-            s = s * exp(m - nm) + exp(v - nm);
-            m = nm;
+    let n4 = dims.cols / 4u; // ≥ 1
+    let cnt = 4u * share(n4, lid);
+    let mine = my_rows(wid.x, groups.x);
+    for (var it = 0u; it < mine; it++) {
+        let base = (wid.x + it * groups.x) * n4;
+        var v: array<vec4<f32>, R>;
+        for (var i = 0u; i < R; i++) {
+            let q = lid + WG * i;
+            v[i] = select(vec4<f32>(LOWEST), x[base + min(q, n4 - 1u)], q < n4);
         }
-        max_s[lid] = m;
-        sum_s[lid] = s;
-        for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
-            workgroupBarrier();
-            if lid < stride {
-                let m1 = max_s[lid];
-                let m2 = max_s[lid + stride];
-                let nm = max(m1, m2);
-                sum_s[lid] = sum_s[lid] * exp(m1 - nm) + sum_s[lid + stride] * exp(m2 - nm);
-                max_s[lid] = nm;
+        let f = row_factor(lid, &v, cnt);
+        for (var i = 0u; i < R; i++) {
+            let q = lid + WG * i;
+            if q < n4 {
+                y[base + q] = v[i] * f;
             }
         }
-        workgroupBarrier();
-        let row_max = max_s[0];
-        let inv = 1.0 / sum_s[0];
-        // Everyone has read the row's totals before the next row overwrites them.
-        workgroupBarrier();
-        for (var c = lid; c < dims.cols; c += WG) {
-            y[base + c] = exp(x[base + c] - row_max) * inv;
+    }
+}
+
+// cols % 4 != 0 and cols ≤ CAP: lane k of slot i holds column lid + WG·(4i + k).
+@compute @workgroup_size(256)
+fn main_scalar(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let cols = dims.cols;
+    let cnt = share(cols, lid);
+    let mine = my_rows(wid.x, groups.x);
+    for (var it = 0u; it < mine; it++) {
+        let base = (wid.x + it * groups.x) * cols;
+        var v: array<vec4<f32>, R>;
+        for (var i = 0u; i < R; i++) {
+            for (var k = 0u; k < 4u; k++) {
+                let c = lid + WG * (4u * i + k);
+                let e = base + min(c, cols - 1u);
+                v[i][k] = select(LOWEST, x[e >> 2u][e & 3u], c < cols);
+            }
+        }
+        let f = row_factor(lid, &v, cnt);
+        for (var i = 0u; i < R; i++) {
+            for (var k = 0u; k < 4u; k++) {
+                let c = lid + WG * (4u * i + k);
+                if c < cols {
+                    let e = base + c;
+                    y[e >> 2u][e & 3u] = v[i][k] * f;
+                }
+            }
+        }
+    }
+}
+
+// cols > CAP: a strided sweep with an online (max, sum), then a second sweep writes.
+@compute @workgroup_size(256)
+fn main_long(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let cols = dims.cols;
+    let cnt = share(cols, lid);
+    let mine = my_rows(wid.x, groups.x);
+    for (var it = 0u; it < mine; it++) {
+        let base = (wid.x + it * groups.x) * cols;
+        var m = LOWEST;
+        var s = 0.0;
+        for (var t = 0u; t < cnt; t++) {
+            let e = base + lid + WG * t;
+            let v = x[e >> 2u][e & 3u];
+            let nm = max(m, v);
+            s = s * exp2((m - nm) * L2E) + exp2((v - nm) * L2E);
+            m = nm;
+        }
+        let total = reduce_max_sum(lid, m, s);
+        let inv = 1.0 / total.y; // S ≥ 1 − 3 ulp, as in row_factor
+        for (var t = 0u; t < cnt; t++) {
+            let e = base + lid + WG * t;
+            y[e >> 2u][e & 3u] = exp2((x[e >> 2u][e & 3u] - total.x) * L2E) * inv;
         }
     }
 }
