@@ -23,7 +23,7 @@ pub(crate) const REGISTER_COLS: u64 = 8192;
 pub(crate) fn entry_for(cols: u64) -> usize {
     if cols > REGISTER_COLS {
         2
-    } else if cols % 4 == 0 {
+    } else if cols.is_multiple_of(4) {
         0
     } else {
         1
