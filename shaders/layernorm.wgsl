@@ -39,14 +39,16 @@ fn lanes(i: u32, cnt: u32) -> vec4<bool> {
     return vec4<u32>(4u * i) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(cnt);
 }
 
-// Pairwise sum of 16 values (depth 4, as a tree).
-fn sum16(a: ptr<function, array<f32, P>>) -> f32 {
-    for (var stride = P / 2u; stride > 0u; stride >>= 1u) {
-        for (var i = 0u; i < stride; i++) {
-            (*a)[i] += (*a)[i + stride];
-        }
-    }
-    return (*a)[0];
+// Entries o, o + stride, o + 2·stride, o + 3·stride of `red`.
+fn red4(o: u32, stride: u32) -> vec4<f32> {
+    return vec4<f32>(red[o], red[o + stride], red[o + 2u * stride], red[o + 3u * stride]);
+}
+
+// Pairwise sum of the 16 entries at, at + stride, …, at + 15·stride of `red` (depth 4, a tree).
+fn sum16(at: u32, stride: u32) -> f32 {
+    let t = (red4(at, stride) + red4(at + 4u * stride, stride))
+        + (red4(at + 8u * stride, stride) + red4(at + 12u * stride, stride));
+    return (t.x + t.y) + (t.z + t.w);
 }
 
 // Sum `v` over the workgroup (pairwise within each level, depth 8 like a tree); every invocation
@@ -57,33 +59,33 @@ fn workgroup_sum(lid: u32, v: f32) -> f32 {
     red[lid] = v;
     workgroupBarrier();
     if lid < P {
-        var t: array<f32, P>;
-        for (var i = 0u; i < P; i++) {
-            t[i] = red[i * P + lid];
-        }
-        part[lid] = sum16(&t);
+        part[lid] = sum16(lid, P);
     }
     workgroupBarrier();
-    var t: array<f32, P>;
-    for (var i = 0u; i < P; i++) {
-        t[i] = part[i];
-    }
-    return sum16(&t);
+    let t = (vec4<f32>(part[0], part[1], part[2], part[3])
+        + vec4<f32>(part[4], part[5], part[6], part[7]))
+        + (vec4<f32>(part[8], part[9], part[10], part[11])
+        + vec4<f32>(part[12], part[13], part[14], part[15]));
+    return (t.x + t.y) + (t.z + t.w);
 }
 
 // The register path after the loads: v holds the invocation's slots (cnt valid elements, the
 // rest 0); returns (mean, 1 / sqrt(var + EPS)) of the row.
-fn row_stats(lid: u32, v: ptr<function, array<vec4<f32>, R>>, cnt: u32) -> vec2<f32> {
+fn row_stats(lid: u32, v: ptr<function, array<vec4<f32>, R>>, cnt: u32, slots: u32) -> vec2<f32> {
     let n = f32(dims.cols);
     var s4 = vec4<f32>(0.0);
     for (var i = 0u; i < R; i++) {
-        s4 += (*v)[i];
+        if i < slots {
+            s4 += (*v)[i];
+        }
     }
     let mean = workgroup_sum(lid, (s4.x + s4.y) + (s4.z + s4.w)) / n;
     var q4 = vec4<f32>(0.0);
     for (var i = 0u; i < R; i++) {
-        let d = (*v)[i] - mean;
-        q4 = select(q4, fma(d, d, q4), lanes(i, cnt));
+        if i < slots {
+            let d = (*v)[i] - mean;
+            q4 = select(q4, fma(d, d, q4), lanes(i, cnt));
+        }
     }
     let var_ = workgroup_sum(lid, (q4.x + q4.y) + (q4.z + q4.w)) / n;
     return vec2<f32>(mean, inverseSqrt(var_ + EPS));
@@ -106,19 +108,25 @@ fn main(
 ) {
     let n4 = dims.cols / 4u; // ≥ 1
     let cnt = 4u * share(n4, lid);
+    // Register slots any invocation uses: the loops skip the rest (a uniform branch).
+    let slots = min(R, (n4 - 1u) / WG + 1u);
     let mine = my_rows(wid.x, groups.x);
     for (var it = 0u; it < mine; it++) {
         let base = (wid.x + it * groups.x) * n4;
         var v: array<vec4<f32>, R>;
         for (var i = 0u; i < R; i++) {
-            let q = lid + WG * i;
-            v[i] = select(vec4<f32>(0.0), x[base + min(q, n4 - 1u)], q < n4);
+            if i < slots {
+                let q = lid + WG * i;
+                v[i] = select(vec4<f32>(0.0), x[base + min(q, n4 - 1u)], q < n4);
+            }
         }
-        let st = row_stats(lid, &v, cnt);
+        let st = row_stats(lid, &v, cnt, slots);
         for (var i = 0u; i < R; i++) {
-            let q = lid + WG * i;
-            if q < n4 {
-                y[base + q] = (v[i] - st.x) * st.y * gain[q] + bias[q];
+            if i < slots {
+                let q = lid + WG * i;
+                if q < n4 {
+                    y[base + q] = (v[i] - st.x) * st.y * gain[q] + bias[q];
+                }
             }
         }
     }
@@ -133,26 +141,31 @@ fn main_scalar(
 ) {
     let cols = dims.cols;
     let cnt = share(cols, lid);
+    let slots = min(R, ((cols - 1u) / WG + 4u) / 4u); // as in `main`
     let mine = my_rows(wid.x, groups.x);
     for (var it = 0u; it < mine; it++) {
         let base = (wid.x + it * groups.x) * cols;
         var v: array<vec4<f32>, R>;
         for (var i = 0u; i < R; i++) {
-            for (var k = 0u; k < 4u; k++) {
-                let c = lid + WG * (4u * i + k);
-                let e = base + min(c, cols - 1u);
-                v[i][k] = select(0.0, x[e >> 2u][e & 3u], c < cols);
+            if i < slots {
+                for (var k = 0u; k < 4u; k++) {
+                    let c = lid + WG * (4u * i + k);
+                    let e = base + min(c, cols - 1u);
+                    v[i][k] = select(0.0, x[e >> 2u][e & 3u], c < cols);
+                }
             }
         }
-        let st = row_stats(lid, &v, cnt);
+        let st = row_stats(lid, &v, cnt, slots);
         for (var i = 0u; i < R; i++) {
-            for (var k = 0u; k < 4u; k++) {
-                let c = lid + WG * (4u * i + k);
-                if c < cols {
-                    let e = base + c;
-                    let g = gain[c >> 2u][c & 3u];
-                    let b = bias[c >> 2u][c & 3u];
-                    y[e >> 2u][e & 3u] = (v[i][k] - st.x) * st.y * g + b;
+            if i < slots {
+                for (var k = 0u; k < 4u; k++) {
+                    let c = lid + WG * (4u * i + k);
+                    if c < cols {
+                        let e = base + c;
+                        let g = gain[c >> 2u][c & 3u];
+                        let b = bias[c >> 2u][c & 3u];
+                        y[e >> 2u][e & 3u] = (v[i][k] - st.x) * st.y * g + b;
+                    }
                 }
             }
         }

@@ -43,47 +43,53 @@ fn lanes(i: u32, cnt: u32) -> vec4<bool> {
     return vec4<u32>(4u * i) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(cnt);
 }
 
-// Pairwise sum of 16 values (depth 4, as a tree).
-fn sum16(a: ptr<function, array<f32, P>>) -> f32 {
-    for (var stride = P / 2u; stride > 0u; stride >>= 1u) {
-        for (var i = 0u; i < stride; i++) {
-            (*a)[i] += (*a)[i + stride];
-        }
-    }
-    return (*a)[0];
+// Entries at, at + stride, at + 2·stride, at + 3·stride of red_m / red_s / part_m / part_s.
+fn m4(at: u32, stride: u32) -> vec4<f32> {
+    return vec4<f32>(red_m[at], red_m[at + stride], red_m[at + 2u * stride], red_m[at + 3u * stride]);
+}
+fn s4(at: u32, stride: u32) -> vec4<f32> {
+    return vec4<f32>(red_s[at], red_s[at + stride], red_s[at + 2u * stride], red_s[at + 3u * stride]);
+}
+fn pm4(at: u32) -> vec4<f32> {
+    return vec4<f32>(part_m[at], part_m[at + 1u], part_m[at + 2u], part_m[at + 3u]);
+}
+fn ps4(at: u32) -> vec4<f32> {
+    return vec4<f32>(part_s[at], part_s[at + 1u], part_s[at + 2u], part_s[at + 3u]);
+}
+
+// Merge 16 (max, sum) pairs given as four vec4s of each: (max, pairwise sum rescaled to it).
+fn merge16(m: array<vec4<f32>, 4>, s: array<vec4<f32>, 4>) -> vec2<f32> {
+    let mx = max(max(m[0], m[1]), max(m[2], m[3]));
+    let mm = max(max(mx.x, mx.y), max(mx.z, mx.w));
+    let t = (s[0] * exp2((m[0] - mm) * L2E) + s[1] * exp2((m[1] - mm) * L2E))
+        + (s[2] * exp2((m[2] - mm) * L2E) + s[3] * exp2((m[3] - mm) * L2E));
+    return vec2<f32>(mm, (t.x + t.y) + (t.z + t.w));
 }
 
 // Merge every invocation's (max, sum of exp2((x − max)·log2e)) into the row's (M, S), returned to
-// all. Three barriers; no trailing one is needed: the next call writes red_* only after its
-// callers passed this call's second barrier (level-1 reads done), part_* after its own first
-// barrier, and `total` after its second, by which time everyone has read this call's total.
+// all: invocations 0..16 merge column lid of the 16 × 16 partials, invocation 0 their 16 results
+// (pairwise sums, depth 8 as a tree). Three barriers; no trailing one is needed: the next call
+// writes red_* only after its callers passed this call's second barrier (level-1 reads done),
+// part_* after its own first barrier, and `total` after its second, by which time everyone has
+// read this call's total.
 fn reduce_max_sum(lid: u32, m: f32, s: f32) -> vec2<f32> {
     red_m[lid] = m;
     red_s[lid] = s;
     workgroupBarrier();
     if lid < P {
-        var mm = LOWEST;
-        for (var i = 0u; i < P; i++) {
-            mm = max(mm, red_m[i * P + lid]);
-        }
-        var t: array<f32, P>;
-        for (var i = 0u; i < P; i++) {
-            t[i] = red_s[i * P + lid] * exp2((red_m[i * P + lid] - mm) * L2E);
-        }
-        part_m[lid] = mm;
-        part_s[lid] = sum16(&t);
+        let r = merge16(
+            array(m4(lid, P), m4(lid + 4u * P, P), m4(lid + 8u * P, P), m4(lid + 12u * P, P)),
+            array(s4(lid, P), s4(lid + 4u * P, P), s4(lid + 8u * P, P), s4(lid + 12u * P, P)),
+        );
+        part_m[lid] = r.x;
+        part_s[lid] = r.y;
     }
     workgroupBarrier();
     if lid == 0u {
-        var mm = LOWEST;
-        for (var i = 0u; i < P; i++) {
-            mm = max(mm, part_m[i]);
-        }
-        var t: array<f32, P>;
-        for (var i = 0u; i < P; i++) {
-            t[i] = part_s[i] * exp2((part_m[i] - mm) * L2E);
-        }
-        total = vec2<f32>(mm, sum16(&t));
+        total = merge16(
+            array(pm4(0u), pm4(4u), pm4(8u), pm4(12u)),
+            array(ps4(0u), ps4(4u), ps4(8u), ps4(12u)),
+        );
     }
     workgroupBarrier();
     return total;
@@ -91,17 +97,21 @@ fn reduce_max_sum(lid: u32, m: f32, s: f32) -> vec2<f32> {
 
 // The register path after the loads: v holds the invocation's slots (cnt valid elements, the
 // rest LOWEST); returns the factor its exponentials are multiplied by, v holding them.
-fn row_factor(lid: u32, v: ptr<function, array<vec4<f32>, R>>, cnt: u32) -> f32 {
+fn row_factor(lid: u32, v: ptr<function, array<vec4<f32>, R>>, cnt: u32, slots: u32) -> f32 {
     var m4 = vec4<f32>(LOWEST);
     for (var i = 0u; i < R; i++) {
-        m4 = max(m4, (*v)[i]);
+        if i < slots {
+            m4 = max(m4, (*v)[i]);
+        }
     }
     let m = max(max(m4.x, m4.y), max(m4.z, m4.w));
     var s4 = vec4<f32>(0.0);
     for (var i = 0u; i < R; i++) {
-        let e = select(vec4<f32>(0.0), exp2(((*v)[i] - m) * L2E), lanes(i, cnt));
-        (*v)[i] = e;
-        s4 += e;
+        if i < slots {
+            let e = select(vec4<f32>(0.0), exp2(((*v)[i] - m) * L2E), lanes(i, cnt));
+            (*v)[i] = e;
+            s4 += e;
+        }
     }
     let total = reduce_max_sum(lid, m, (s4.x + s4.y) + (s4.z + s4.w));
     // S ≥ 1 − 3 ulp: the row's maximum contributes exp2(0) to it, so the division is safe.
@@ -125,19 +135,25 @@ fn main(
 ) {
     let n4 = dims.cols / 4u; // ≥ 1
     let cnt = 4u * share(n4, lid);
+    // Register slots any invocation uses: the loops skip the rest (a uniform branch).
+    let slots = min(R, (n4 - 1u) / WG + 1u);
     let mine = my_rows(wid.x, groups.x);
     for (var it = 0u; it < mine; it++) {
         let base = (wid.x + it * groups.x) * n4;
         var v: array<vec4<f32>, R>;
         for (var i = 0u; i < R; i++) {
-            let q = lid + WG * i;
-            v[i] = select(vec4<f32>(LOWEST), x[base + min(q, n4 - 1u)], q < n4);
+            if i < slots {
+                let q = lid + WG * i;
+                v[i] = select(vec4<f32>(LOWEST), x[base + min(q, n4 - 1u)], q < n4);
+            }
         }
-        let f = row_factor(lid, &v, cnt);
+        let f = row_factor(lid, &v, cnt, slots);
         for (var i = 0u; i < R; i++) {
-            let q = lid + WG * i;
-            if q < n4 {
-                y[base + q] = v[i] * f;
+            if i < slots {
+                let q = lid + WG * i;
+                if q < n4 {
+                    y[base + q] = v[i] * f;
+                }
             }
         }
     }
@@ -152,24 +168,29 @@ fn main_scalar(
 ) {
     let cols = dims.cols;
     let cnt = share(cols, lid);
+    let slots = min(R, ((cols - 1u) / WG + 4u) / 4u); // as in `main`
     let mine = my_rows(wid.x, groups.x);
     for (var it = 0u; it < mine; it++) {
         let base = (wid.x + it * groups.x) * cols;
         var v: array<vec4<f32>, R>;
         for (var i = 0u; i < R; i++) {
-            for (var k = 0u; k < 4u; k++) {
-                let c = lid + WG * (4u * i + k);
-                let e = base + min(c, cols - 1u);
-                v[i][k] = select(LOWEST, x[e >> 2u][e & 3u], c < cols);
+            if i < slots {
+                for (var k = 0u; k < 4u; k++) {
+                    let c = lid + WG * (4u * i + k);
+                    let e = base + min(c, cols - 1u);
+                    v[i][k] = select(LOWEST, x[e >> 2u][e & 3u], c < cols);
+                }
             }
         }
-        let f = row_factor(lid, &v, cnt);
+        let f = row_factor(lid, &v, cnt, slots);
         for (var i = 0u; i < R; i++) {
-            for (var k = 0u; k < 4u; k++) {
-                let c = lid + WG * (4u * i + k);
-                if c < cols {
-                    let e = base + c;
-                    y[e >> 2u][e & 3u] = v[i][k] * f;
+            if i < slots {
+                for (var k = 0u; k < 4u; k++) {
+                    let c = lid + WG * (4u * i + k);
+                    if c < cols {
+                        let e = base + c;
+                        y[e >> 2u][e & 3u] = v[i][k] * f;
+                    }
                 }
             }
         }
