@@ -69,26 +69,75 @@ fn workgroup_sum(lid: u32, v: f32) -> f32 {
     return (t.x + t.y) + (t.z + t.w);
 }
 
-// The register path after the loads: v holds the invocation's slots (cnt valid elements, the
+// An invocation's R = 8 register slots, named rather than an array so that no compiler has to
+// unroll a loop to keep them in registers.
+struct Slots { s0: vec4<f32>, s1: vec4<f32>, s2: vec4<f32>, s3: vec4<f32>, s4: vec4<f32>, s5: vec4<f32>, s6: vec4<f32>, s7: vec4<f32> }
+
+// Slot i's centred squares; 0 in lanes past the invocation's `cnt` elements and in slots no
+// invocation uses (i ≥ slots, a uniform test).
+fn sq(v: vec4<f32>, mean: f32, i: u32, cnt: u32, slots: u32) -> vec4<f32> {
+    if i >= slots {
+        return vec4<f32>(0.0);
+    }
+    let d = v - mean;
+    return select(vec4<f32>(0.0), d * d, lanes(i, cnt));
+}
+
+// The register path after the loads: r holds the invocation's slots (cnt valid elements, the
 // rest 0); returns (mean, 1 / sqrt(var + EPS)) of the row.
-fn row_stats(lid: u32, v: ptr<function, array<vec4<f32>, R>>, cnt: u32, slots: u32) -> vec2<f32> {
+fn row_stats(lid: u32, r: Slots, cnt: u32, slots: u32) -> vec2<f32> {
     let n = f32(dims.cols);
-    var s4 = vec4<f32>(0.0);
-    for (var i = 0u; i < R; i++) {
-        if i < slots {
-            s4 += (*v)[i];
-        }
-    }
+    let s4 = ((r.s0 + r.s1) + (r.s2 + r.s3)) + ((r.s4 + r.s5) + (r.s6 + r.s7));
     let mean = workgroup_sum(lid, (s4.x + s4.y) + (s4.z + s4.w)) / n;
-    var q4 = vec4<f32>(0.0);
-    for (var i = 0u; i < R; i++) {
-        if i < slots {
-            let d = (*v)[i] - mean;
-            q4 = select(q4, fma(d, d, q4), lanes(i, cnt));
-        }
-    }
+    let q4 = ((sq(r.s0, mean, 0u, cnt, slots) + sq(r.s1, mean, 1u, cnt, slots))
+        + (sq(r.s2, mean, 2u, cnt, slots) + sq(r.s3, mean, 3u, cnt, slots)))
+        + ((sq(r.s4, mean, 4u, cnt, slots) + sq(r.s5, mean, 5u, cnt, slots))
+        + (sq(r.s6, mean, 6u, cnt, slots) + sq(r.s7, mean, 7u, cnt, slots)));
     let var_ = workgroup_sum(lid, (q4.x + q4.y) + (q4.z + q4.w)) / n;
     return vec2<f32>(mean, inverseSqrt(var_ + EPS));
+}
+
+// Slot i of the vec4 path: the row's vec4 number lid + WG·i (0 past the row or unused).
+fn ld(base: u32, n4: u32, lid: u32, i: u32, slots: u32) -> vec4<f32> {
+    if i >= slots {
+        return vec4<f32>(0.0);
+    }
+    let q = lid + WG * i;
+    return select(vec4<f32>(0.0), x[base + min(q, n4 - 1u)], q < n4);
+}
+
+// Write slot i of the vec4 path normalised by ms = (mean, rstd).
+fn st(base: u32, n4: u32, lid: u32, i: u32, slots: u32, v: vec4<f32>, ms: vec2<f32>) {
+    let q = lid + WG * i;
+    if i < slots && q < n4 {
+        y[base + q] = (v - ms.x) * ms.y * gain[q] + bias[q];
+    }
+}
+
+// Slot i of the scalar path: lane k holds column lid + WG·(4i + k) (0 past the row or unused).
+fn ld_s(base: u32, cols: u32, lid: u32, i: u32, slots: u32) -> vec4<f32> {
+    if i >= slots {
+        return vec4<f32>(0.0);
+    }
+    let c = vec4<u32>(lid) + WG * (vec4<u32>(4u * i) + vec4<u32>(0u, 1u, 2u, 3u));
+    let e = vec4<u32>(base) + min(c, vec4<u32>(cols - 1u));
+    let t = vec4<f32>(x[e.x >> 2u][e.x & 3u], x[e.y >> 2u][e.y & 3u], x[e.z >> 2u][e.z & 3u], x[e.w >> 2u][e.w & 3u]);
+    return select(vec4<f32>(0.0), t, c < vec4<u32>(cols));
+}
+
+fn st_s(base: u32, cols: u32, lid: u32, i: u32, slots: u32, v: vec4<f32>, ms: vec2<f32>) {
+    if i >= slots {
+        return;
+    }
+    for (var k = 0u; k < 4u; k++) {
+        let c = lid + WG * (4u * i + k);
+        if c < cols {
+            let e = base + c;
+            let g = gain[c >> 2u][c & 3u];
+            let b = bias[c >> 2u][c & 3u];
+            y[e >> 2u][e & 3u] = (v[k] - ms.x) * ms.y * g + b;
+        }
+    }
 }
 
 // Workgroups `wid` of `groups` take rows wid, wid + groups, …: how many rows this one gets.
@@ -108,27 +157,24 @@ fn main(
 ) {
     let n4 = dims.cols / 4u; // ≥ 1
     let cnt = 4u * share(n4, lid);
-    // Register slots any invocation uses: the loops skip the rest (a uniform branch).
+    // Register slots any invocation uses: the others are skipped (a uniform branch).
     let slots = min(R, (n4 - 1u) / WG + 1u);
     let mine = my_rows(wid.x, groups.x);
     for (var it = 0u; it < mine; it++) {
-        let base = (wid.x + it * groups.x) * n4;
-        var v: array<vec4<f32>, R>;
-        for (var i = 0u; i < R; i++) {
-            if i < slots {
-                let q = lid + WG * i;
-                v[i] = select(vec4<f32>(0.0), x[base + min(q, n4 - 1u)], q < n4);
-            }
-        }
-        let st = row_stats(lid, &v, cnt, slots);
-        for (var i = 0u; i < R; i++) {
-            if i < slots {
-                let q = lid + WG * i;
-                if q < n4 {
-                    y[base + q] = (v[i] - st.x) * st.y * gain[q] + bias[q];
-                }
-            }
-        }
+        let b = (wid.x + it * groups.x) * n4;
+        let r = Slots(
+            ld(b, n4, lid, 0u, slots), ld(b, n4, lid, 1u, slots), ld(b, n4, lid, 2u, slots), ld(b, n4, lid, 3u, slots),
+            ld(b, n4, lid, 4u, slots), ld(b, n4, lid, 5u, slots), ld(b, n4, lid, 6u, slots), ld(b, n4, lid, 7u, slots),
+        );
+        let ms = row_stats(lid, r, cnt, slots);
+        st(b, n4, lid, 0u, slots, r.s0, ms);
+        st(b, n4, lid, 1u, slots, r.s1, ms);
+        st(b, n4, lid, 2u, slots, r.s2, ms);
+        st(b, n4, lid, 3u, slots, r.s3, ms);
+        st(b, n4, lid, 4u, slots, r.s4, ms);
+        st(b, n4, lid, 5u, slots, r.s5, ms);
+        st(b, n4, lid, 6u, slots, r.s6, ms);
+        st(b, n4, lid, 7u, slots, r.s7, ms);
     }
 }
 
@@ -144,31 +190,20 @@ fn main_scalar(
     let slots = min(R, ((cols - 1u) / WG + 4u) / 4u); // as in `main`
     let mine = my_rows(wid.x, groups.x);
     for (var it = 0u; it < mine; it++) {
-        let base = (wid.x + it * groups.x) * cols;
-        var v: array<vec4<f32>, R>;
-        for (var i = 0u; i < R; i++) {
-            if i < slots {
-                for (var k = 0u; k < 4u; k++) {
-                    let c = lid + WG * (4u * i + k);
-                    let e = base + min(c, cols - 1u);
-                    v[i][k] = select(0.0, x[e >> 2u][e & 3u], c < cols);
-                }
-            }
-        }
-        let st = row_stats(lid, &v, cnt, slots);
-        for (var i = 0u; i < R; i++) {
-            if i < slots {
-                for (var k = 0u; k < 4u; k++) {
-                    let c = lid + WG * (4u * i + k);
-                    if c < cols {
-                        let e = base + c;
-                        let g = gain[c >> 2u][c & 3u];
-                        let b = bias[c >> 2u][c & 3u];
-                        y[e >> 2u][e & 3u] = (v[i][k] - st.x) * st.y * g + b;
-                    }
-                }
-            }
-        }
+        let b = (wid.x + it * groups.x) * cols;
+        let r = Slots(
+            ld_s(b, cols, lid, 0u, slots), ld_s(b, cols, lid, 1u, slots), ld_s(b, cols, lid, 2u, slots), ld_s(b, cols, lid, 3u, slots),
+            ld_s(b, cols, lid, 4u, slots), ld_s(b, cols, lid, 5u, slots), ld_s(b, cols, lid, 6u, slots), ld_s(b, cols, lid, 7u, slots),
+        );
+        let ms = row_stats(lid, r, cnt, slots);
+        st_s(b, cols, lid, 0u, slots, r.s0, ms);
+        st_s(b, cols, lid, 1u, slots, r.s1, ms);
+        st_s(b, cols, lid, 2u, slots, r.s2, ms);
+        st_s(b, cols, lid, 3u, slots, r.s3, ms);
+        st_s(b, cols, lid, 4u, slots, r.s4, ms);
+        st_s(b, cols, lid, 5u, slots, r.s5, ms);
+        st_s(b, cols, lid, 6u, slots, r.s6, ms);
+        st_s(b, cols, lid, 7u, slots, r.s7, ms);
     }
 }
 

@@ -95,27 +95,76 @@ fn reduce_max_sum(lid: u32, m: f32, s: f32) -> vec2<f32> {
     return total;
 }
 
-// The register path after the loads: v holds the invocation's slots (cnt valid elements, the
-// rest LOWEST); returns the factor its exponentials are multiplied by, v holding them.
-fn row_factor(lid: u32, v: ptr<function, array<vec4<f32>, R>>, cnt: u32, slots: u32) -> f32 {
-    var m4 = vec4<f32>(LOWEST);
-    for (var i = 0u; i < R; i++) {
-        if i < slots {
-            m4 = max(m4, (*v)[i]);
-        }
+// An invocation's R = 8 register slots, named rather than an array so that no compiler has to
+// unroll a loop to keep them in registers.
+struct Slots { s0: vec4<f32>, s1: vec4<f32>, s2: vec4<f32>, s3: vec4<f32>, s4: vec4<f32>, s5: vec4<f32>, s6: vec4<f32>, s7: vec4<f32> }
+
+// Slot i's exponentials against the invocation's max m; 0 in lanes past its `cnt` elements and in
+// slots no invocation uses (i ≥ slots, a uniform test).
+fn ex(v: vec4<f32>, m: f32, i: u32, cnt: u32, slots: u32) -> vec4<f32> {
+    if i >= slots {
+        return vec4<f32>(0.0);
     }
+    return select(vec4<f32>(0.0), exp2((v - m) * L2E), lanes(i, cnt));
+}
+
+// The register path after the loads: r holds the invocation's slots (cnt valid elements, the
+// rest LOWEST); returns the factor its exponentials are multiplied by, r holding them.
+fn row_factor(lid: u32, r: ptr<function, Slots>, cnt: u32, slots: u32) -> f32 {
+    let m4 = max(max(max((*r).s0, (*r).s1), max((*r).s2, (*r).s3)), max(max((*r).s4, (*r).s5), max((*r).s6, (*r).s7)));
     let m = max(max(m4.x, m4.y), max(m4.z, m4.w));
-    var s4 = vec4<f32>(0.0);
-    for (var i = 0u; i < R; i++) {
-        if i < slots {
-            let e = select(vec4<f32>(0.0), exp2(((*v)[i] - m) * L2E), lanes(i, cnt));
-            (*v)[i] = e;
-            s4 += e;
-        }
-    }
+    (*r).s0 = ex((*r).s0, m, 0u, cnt, slots);
+    (*r).s1 = ex((*r).s1, m, 1u, cnt, slots);
+    (*r).s2 = ex((*r).s2, m, 2u, cnt, slots);
+    (*r).s3 = ex((*r).s3, m, 3u, cnt, slots);
+    (*r).s4 = ex((*r).s4, m, 4u, cnt, slots);
+    (*r).s5 = ex((*r).s5, m, 5u, cnt, slots);
+    (*r).s6 = ex((*r).s6, m, 6u, cnt, slots);
+    (*r).s7 = ex((*r).s7, m, 7u, cnt, slots);
+    let s4 = (((*r).s0 + (*r).s1) + ((*r).s2 + (*r).s3)) + (((*r).s4 + (*r).s5) + ((*r).s6 + (*r).s7));
     let total = reduce_max_sum(lid, m, (s4.x + s4.y) + (s4.z + s4.w));
     // S ≥ 1 − 3 ulp: the row's maximum contributes exp2(0) to it, so the division is safe.
     return exp2((m - total.x) * L2E) / total.y;
+}
+
+// Slot i of the vec4 path: the row's vec4 number lid + WG·i (LOWEST past the row or unused).
+fn ld(base: u32, n4: u32, lid: u32, i: u32, slots: u32) -> vec4<f32> {
+    if i >= slots {
+        return vec4<f32>(LOWEST);
+    }
+    let q = lid + WG * i;
+    return select(vec4<f32>(LOWEST), x[base + min(q, n4 - 1u)], q < n4);
+}
+
+fn st(base: u32, n4: u32, lid: u32, i: u32, slots: u32, v: vec4<f32>) {
+    let q = lid + WG * i;
+    if i < slots && q < n4 {
+        y[base + q] = v;
+    }
+}
+
+// Slot i of the scalar path: lane k holds column lid + WG·(4i + k) (LOWEST past the row or unused).
+fn ld_s(base: u32, cols: u32, lid: u32, i: u32, slots: u32) -> vec4<f32> {
+    if i >= slots {
+        return vec4<f32>(LOWEST);
+    }
+    let c = vec4<u32>(lid) + WG * (vec4<u32>(4u * i) + vec4<u32>(0u, 1u, 2u, 3u));
+    let e = vec4<u32>(base) + min(c, vec4<u32>(cols - 1u));
+    let t = vec4<f32>(x[e.x >> 2u][e.x & 3u], x[e.y >> 2u][e.y & 3u], x[e.z >> 2u][e.z & 3u], x[e.w >> 2u][e.w & 3u]);
+    return select(vec4<f32>(LOWEST), t, c < vec4<u32>(cols));
+}
+
+fn st_s(base: u32, cols: u32, lid: u32, i: u32, slots: u32, v: vec4<f32>) {
+    if i >= slots {
+        return;
+    }
+    for (var k = 0u; k < 4u; k++) {
+        let c = lid + WG * (4u * i + k);
+        if c < cols {
+            let e = base + c;
+            y[e >> 2u][e & 3u] = v[k];
+        }
+    }
 }
 
 // Workgroups `wid` of `groups` take rows wid, wid + groups, …: how many rows this one gets.
@@ -135,27 +184,24 @@ fn main(
 ) {
     let n4 = dims.cols / 4u; // ≥ 1
     let cnt = 4u * share(n4, lid);
-    // Register slots any invocation uses: the loops skip the rest (a uniform branch).
+    // Register slots any invocation uses: the others are skipped (a uniform branch).
     let slots = min(R, (n4 - 1u) / WG + 1u);
     let mine = my_rows(wid.x, groups.x);
     for (var it = 0u; it < mine; it++) {
-        let base = (wid.x + it * groups.x) * n4;
-        var v: array<vec4<f32>, R>;
-        for (var i = 0u; i < R; i++) {
-            if i < slots {
-                let q = lid + WG * i;
-                v[i] = select(vec4<f32>(LOWEST), x[base + min(q, n4 - 1u)], q < n4);
-            }
-        }
-        let f = row_factor(lid, &v, cnt, slots);
-        for (var i = 0u; i < R; i++) {
-            if i < slots {
-                let q = lid + WG * i;
-                if q < n4 {
-                    y[base + q] = v[i] * f;
-                }
-            }
-        }
+        let b = (wid.x + it * groups.x) * n4;
+        var r = Slots(
+            ld(b, n4, lid, 0u, slots), ld(b, n4, lid, 1u, slots), ld(b, n4, lid, 2u, slots), ld(b, n4, lid, 3u, slots),
+            ld(b, n4, lid, 4u, slots), ld(b, n4, lid, 5u, slots), ld(b, n4, lid, 6u, slots), ld(b, n4, lid, 7u, slots),
+        );
+        let f = row_factor(lid, &r, cnt, slots);
+        st(b, n4, lid, 0u, slots, r.s0 * f);
+        st(b, n4, lid, 1u, slots, r.s1 * f);
+        st(b, n4, lid, 2u, slots, r.s2 * f);
+        st(b, n4, lid, 3u, slots, r.s3 * f);
+        st(b, n4, lid, 4u, slots, r.s4 * f);
+        st(b, n4, lid, 5u, slots, r.s5 * f);
+        st(b, n4, lid, 6u, slots, r.s6 * f);
+        st(b, n4, lid, 7u, slots, r.s7 * f);
     }
 }
 
@@ -171,29 +217,20 @@ fn main_scalar(
     let slots = min(R, ((cols - 1u) / WG + 4u) / 4u); // as in `main`
     let mine = my_rows(wid.x, groups.x);
     for (var it = 0u; it < mine; it++) {
-        let base = (wid.x + it * groups.x) * cols;
-        var v: array<vec4<f32>, R>;
-        for (var i = 0u; i < R; i++) {
-            if i < slots {
-                for (var k = 0u; k < 4u; k++) {
-                    let c = lid + WG * (4u * i + k);
-                    let e = base + min(c, cols - 1u);
-                    v[i][k] = select(LOWEST, x[e >> 2u][e & 3u], c < cols);
-                }
-            }
-        }
-        let f = row_factor(lid, &v, cnt, slots);
-        for (var i = 0u; i < R; i++) {
-            if i < slots {
-                for (var k = 0u; k < 4u; k++) {
-                    let c = lid + WG * (4u * i + k);
-                    if c < cols {
-                        let e = base + c;
-                        y[e >> 2u][e & 3u] = v[i][k] * f;
-                    }
-                }
-            }
-        }
+        let b = (wid.x + it * groups.x) * cols;
+        var r = Slots(
+            ld_s(b, cols, lid, 0u, slots), ld_s(b, cols, lid, 1u, slots), ld_s(b, cols, lid, 2u, slots), ld_s(b, cols, lid, 3u, slots),
+            ld_s(b, cols, lid, 4u, slots), ld_s(b, cols, lid, 5u, slots), ld_s(b, cols, lid, 6u, slots), ld_s(b, cols, lid, 7u, slots),
+        );
+        let f = row_factor(lid, &r, cnt, slots);
+        st_s(b, cols, lid, 0u, slots, r.s0 * f);
+        st_s(b, cols, lid, 1u, slots, r.s1 * f);
+        st_s(b, cols, lid, 2u, slots, r.s2 * f);
+        st_s(b, cols, lid, 3u, slots, r.s3 * f);
+        st_s(b, cols, lid, 4u, slots, r.s4 * f);
+        st_s(b, cols, lid, 5u, slots, r.s5 * f);
+        st_s(b, cols, lid, 6u, slots, r.s6 * f);
+        st_s(b, cols, lid, 7u, slots, r.s7 * f);
     }
 }
 
