@@ -1,9 +1,15 @@
+// In bounds: q/o rows are clamped to seq − 1 (o stored only for row < seq), K/V keys to seq − 1 (then zeroed past seq), tile slots are < BC·D4 by construction; batch·heads·seq·64 ≤ 2³² (checked by the workload), so no index wraps; l ≥ 1 before the division.
 // attention: fused scaled-dot-product attention with an online softmax (flash-style), f32.
-// q, k, v, o are [batch][heads][seq][64]. A 64-invocation workgroup owns 64 query rows of one
-// (batch, head), one row per invocation held in registers. It walks the keys in blocks of 32:
-// the block's K and V are staged in workgroup memory, the row's 32 scores are computed, and the
-// running max, denominator and output are rescaled once per block. With `causal`, key j > row
-// is masked and blocks wholly above the diagonal are skipped.
+// q, k, v, o are [batch][heads][seq][64]. A 128-invocation workgroup owns 128 query rows of one
+// (batch, head), one row per invocation held in registers, pre-scaled by scale·log2(e) so scores
+// are in base 2 and every exponential is one exp2. It walks the keys in tiles of BC = 16 keys whose
+// K and V rows sit in double-buffered workgroup memory: while tile t is computed from one buffer,
+// tile t + 1 is loaded into registers and then stored into the other, so one barrier per tile
+// suffices and the loads' latency hides behind the arithmetic. Keys past seq are zero-padded. Per
+// tile an invocation computes its 16 scores (every invocation reads the same K element: a
+// broadcast), masks keys past seq and, with `causal`, keys after its row by `select` with MASKED
+// (no branches in the inner loops), and rescales its running max, denominator and output once.
+// With `causal` the workgroup stops after the tile holding its last row's diagonal.
 
 struct Dims { seq: u32, causal: u32, scale: f32, _pad: u32 }
 
@@ -14,82 +20,112 @@ struct Dims { seq: u32, causal: u32, scale: f32, _pad: u32 }
 @group(0) @binding(4) var<storage, read_write> o: array<vec4<f32>>;
 
 const D4: u32 = 16u; // head dimension 64 as vec4s
-const BR: u32 = 64u; // query rows per workgroup
-const BC: u32 = 32u; // keys per block
-const LOWEST: f32 = -3.0e38;
+const BR: u32 = 128u; // query rows per workgroup, one per invocation
+const BC: u32 = 16u; // keys per tile
+const LOADS: u32 = 2u; // BC · D4 / BR vec4s of K (and of V) each invocation stages per tile
+const L2E: f32 = 1.4426950408889634;
+// A masked score: far below any real one, finite, so MASKED − m never makes inf or NaN and exp2
+// of it is 0.
+const MASKED: f32 = -1.0e30;
 
-var<workgroup> k_tile: array<array<vec4<f32>, D4>, BC>;
-var<workgroup> v_tile: array<array<vec4<f32>, D4>, BC>;
+// 2 buffers × 16 keys × 64 floats, for K and for V: 16 KiB in all.
+var<workgroup> k_tile: array<array<array<vec4<f32>, D4>, BC>, 2>;
+var<workgroup> v_tile: array<array<array<vec4<f32>, D4>, BC>, 2>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(128)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-    let head_base = wid.y * dims.seq; // first row of this (batch, head)
+    let seq = dims.seq;
+    let causal = dims.causal != 0u;
+    let head_base = wid.y * seq; // first row of this (batch, head)
     let row0 = wid.x * BR;
     let row = row0 + lid;
-    let live = row < dims.seq;
-    let qrow = min(row, dims.seq - 1u);
+    let qrow = min(row, seq - 1u);
+    let qscale = dims.scale * L2E;
 
     var qv: array<vec4<f32>, D4>;
     var acc: array<vec4<f32>, D4>;
     for (var d = 0u; d < D4; d++) {
-        qv[d] = q[(head_base + qrow) * D4 + d] * dims.scale;
+        qv[d] = q[(head_base + qrow) * D4 + d] * qscale;
         acc[d] = vec4<f32>(0.0);
     }
-    var m = LOWEST;
+    var m = MASKED;
     var l = 0.0;
 
-    var end = dims.seq;
-    if dims.causal != 0u {
-        end = min(dims.seq, row0 + BR);
+    // Uniform over the workgroup: keys [0, end) matter to some row of it. seq ≤ 2²⁶, no overflow.
+    var end = seq;
+    if causal {
+        end = min(seq, row0 + BR);
     }
-    for (var kb = 0u; kb < end; kb += BC) {
-        // 64 invocations stage 32 rows × 16 vec4s of K and of V: 8 of each per invocation.
-        for (var e = lid; e < BC * D4; e += BR) {
-            let j = e / D4;
-            let d = e % D4;
-            let key = min(kb + j, dims.seq - 1u);
-            k_tile[j][d] = k[(head_base + key) * D4 + d];
-            v_tile[j][d] = v[(head_base + key) * D4 + d];
-        }
-        workgroupBarrier();
+    let tiles = (end + BC - 1u) / BC; // ≥ 1
 
-        var scores: array<f32, BC>;
-        var block_max = LOWEST;
-        for (var j = 0u; j < BC; j++) {
-            let key = kb + j;
-            var s = LOWEST;
-            if key < dims.seq && (dims.causal == 0u || key <= row) {
-                var dot4 = vec4<f32>(0.0);
-                for (var d = 0u; d < D4; d++) {
-                    dot4 = fma(qv[d], k_tile[j][d], dot4);
-                }
-                s = (dot4.x + dot4.y) + (dot4.z + dot4.w);
+    // Staging: invocation lid moves tile slots lid + BR·i, i.e. key slot / D4, dimension slot % D4
+    // (consecutive invocations, consecutive 16-byte words: coalesced loads, conflict-free stores).
+    var kr: array<vec4<f32>, LOADS>;
+    var vr: array<vec4<f32>, LOADS>;
+    for (var i = 0u; i < LOADS; i++) {
+        let e = lid + BR * i;
+        let key = e / D4;
+        let at = (head_base + min(key, seq - 1u)) * D4 + e % D4;
+        k_tile[0][key][e % D4] = select(vec4<f32>(0.0), k[at], key < seq);
+        v_tile[0][key][e % D4] = select(vec4<f32>(0.0), v[at], key < seq);
+    }
+    workgroupBarrier();
+
+    for (var t = 0u; t < tiles; t++) {
+        let cur = t & 1u;
+        let kb = t * BC;
+        let more = t + 1u < tiles; // uniform
+        if more {
+            for (var i = 0u; i < LOADS; i++) {
+                let e = lid + BR * i;
+                let key = kb + BC + e / D4;
+                let at = (head_base + min(key, seq - 1u)) * D4 + e % D4;
+                kr[i] = select(vec4<f32>(0.0), k[at], key < seq);
+                vr[i] = select(vec4<f32>(0.0), v[at], key < seq);
             }
-            scores[j] = s;
-            block_max = max(block_max, s);
         }
-        let m_new = max(m, block_max);
-        let correction = exp(m - m_new);
+
+        var s: array<f32, BC>;
+        var tile_max = MASKED;
+        for (var j = 0u; j < BC; j++) {
+            var dot4 = vec4<f32>(0.0);
+            for (var d = 0u; d < D4; d++) {
+                dot4 = fma(qv[d], k_tile[cur][j][d], dot4);
+            }
+            let key = kb + j;
+            let live = (key < seq) & (!causal | key <= row);
+            s[j] = select(MASKED, (dot4.x + dot4.y) + (dot4.z + dot4.w), live);
+            tile_max = max(tile_max, s[j]);
+        }
+        let m_new = max(m, tile_max);
+        let correction = exp2(m - m_new);
         l *= correction;
         for (var d = 0u; d < D4; d++) {
             acc[d] *= correction;
         }
         for (var j = 0u; j < BC; j++) {
-            // Masked keys contribute nothing, even while every score so far is masked.
-            var p = 0.0;
-            if scores[j] > LOWEST {
-                p = exp(scores[j] - m_new);
-            }
+            // 0 for a masked key, also while every key so far is masked (m_new = MASKED).
+            let p = select(0.0, exp2(s[j] - m_new), s[j] > MASKED);
             l += p;
             for (var d = 0u; d < D4; d++) {
-                acc[d] = fma(vec4<f32>(p), v_tile[j][d], acc[d]);
+                acc[d] = fma(vec4<f32>(p), v_tile[cur][j][d], acc[d]);
             }
         }
         m = m_new;
+
+        // The other buffer was last read in tile t − 1, before the previous barrier.
+        if more {
+            for (var i = 0u; i < LOADS; i++) {
+                let e = lid + BR * i;
+                k_tile[cur ^ 1u][e / D4][e % D4] = kr[i];
+                v_tile[cur ^ 1u][e / D4][e % D4] = vr[i];
+            }
+        }
         workgroupBarrier();
     }
 
-    if live {
+    // Key 0 is live for every row and the largest score's key adds exp2(0) = 1 to l: l ≥ 1.
+    if row < seq {
         let inv = 1.0 / l;
         for (var d = 0u; d < D4; d++) {
             o[(head_base + row) * D4 + d] = acc[d] * inv;

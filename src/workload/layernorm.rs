@@ -4,6 +4,7 @@
 use rand::rngs::StdRng;
 
 use super::launch::{f32s, random_f32, rows_to_check, Launch, Set};
+use super::softmax::{entry_for, padded, ENTRY_POINTS};
 use super::{param, Kernel, Param, Params, Prepared, Unit, Work, U32};
 use crate::device::Gpu;
 use crate::error::Result;
@@ -19,7 +20,8 @@ impl Kernel for Layernorm {
         NAME
     }
     fn describe(&self) -> &'static str {
-        "row-wise layer norm with gain and bias, f32 rows × cols (transformer blocks); GB/s"
+        "row-wise layer norm with gain and bias, f32 rows × cols (transformer blocks), one workgroup \
+         per row held in registers up to 8192 columns; GB/s"
     }
     fn unit(&self) -> Unit {
         Unit::Bandwidth
@@ -46,7 +48,7 @@ impl Kernel for Layernorm {
     fn largest_binding(&self, params: &Params) -> Result<u64> {
         // rows·cols fits in 32 bits (`rows_cols`), so this cannot overflow.
         let (rows, cols) = super::rows_cols(NAME, params)?;
-        Ok(4 * rows * cols)
+        Ok(4 * padded(rows * cols))
     }
 
     fn prepare(
@@ -58,18 +60,24 @@ impl Kernel for Layernorm {
     ) -> Result<Box<dyn Prepared>> {
         let (rows, cols) = super::rows_cols(NAME, params)?;
         super::fits_device(gpu, self, params)?;
-        let pipelines = super::pipelines(gpu, NAME, self.shader(), &["main"])?;
+        let pipelines = super::pipelines(gpu, NAME, self.shader(), &ENTRY_POINTS)?;
         let uniform =
             super::uniform_buffer(gpu, "layernorm.dims", &[rows as u32, cols as u32, 0, 0]);
         let sets = (0..slots)
             .map(|_| {
-                let x = random_f32(rng, rows * cols, -2.0, 2.0);
-                let gain = random_f32(rng, cols, 0.5, 1.5);
-                let bias = random_f32(rng, cols, -0.5, 0.5);
+                // Padded to whole vec4s (see `softmax::padded`); the CPU sees the unpadded rows.
+                let mut x = random_f32(rng, rows * cols, -2.0, 2.0);
+                x.resize(padded(rows * cols) as usize, 0.0);
+                let mut gain = random_f32(rng, cols, 0.5, 1.5);
+                let mut bias = random_f32(rng, cols, -0.5, 0.5);
+                gain.resize(padded(cols) as usize, 0.0);
+                bias.resize(padded(cols) as usize, 0.0);
                 let x_buf = super::input_buffer(gpu, "layernorm.x", bytemuck::cast_slice(&x));
                 let g_buf = super::input_buffer(gpu, "layernorm.gain", bytemuck::cast_slice(&gain));
                 let b_buf = super::input_buffer(gpu, "layernorm.bias", bytemuck::cast_slice(&bias));
-                let y_buf = super::poisoned_buffer(gpu, "layernorm.y", 4 * rows * cols);
+                gain.truncate(cols as usize);
+                bias.truncate(cols as usize);
+                let y_buf = super::poisoned_buffer(gpu, "layernorm.y", 4 * padded(rows * cols));
                 let bind =
                     super::bind_group(gpu, &pipelines, &[&uniform, &x_buf, &g_buf, &b_buf, &y_buf]);
                 let checked: Vec<(u64, Vec<f32>)> = rows_to_check(rows, CHECKED_ROWS, rng)
@@ -92,7 +100,7 @@ impl Kernel for Layernorm {
         Ok(Box::new(Launch {
             kernel: NAME,
             pipelines,
-            steps: vec![(0, [groups, 1, 1])],
+            steps: vec![(entry_for(cols), [groups, 1, 1])],
             sets,
         }))
     }

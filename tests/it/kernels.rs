@@ -59,17 +59,39 @@ fn shapes() -> Vec<(&'static str, Params)> {
         ("reduce_max", n(4 * (1024 * 256 + 77))),
         // Three rounds of the grid-stride loop: the exact partials see every element kept.
         ("reduce_max", n(4 * (3 * 1024 * 256 + 77))),
+        // softmax and layernorm hold rows of up to 8192 columns in registers, loaded as vec4s when
+        // cols % 4 == 0 and as scalars otherwise; longer rows take the re-reading sweep.
         ("softmax", rc(1, 1)),
+        ("softmax", rc(1, 7)),
         ("softmax", rc(1, 1000)),
         ("softmax", rc(37, 300)),
+        ("softmax", rc(37, 1000)),
+        ("softmax", rc(3, 8192)),
+        ("softmax", rc(2, 4099)),
+        ("softmax", rc(2, 8193)),
+        ("softmax", rc(2, 8197)),
+        ("softmax", rc(2, 8196)),
+        ("layernorm", rc(1, 1)),
         ("layernorm", rc(1, 7)),
+        ("layernorm", rc(1, 1000)),
+        ("layernorm", rc(37, 300)),
         ("layernorm", rc(37, 1000)),
+        ("layernorm", rc(3, 8192)),
+        ("layernorm", rc(2, 4099)),
+        ("layernorm", rc(2, 8193)),
+        ("layernorm", rc(2, 8197)),
+        ("layernorm", rc(2, 8196)),
         ("transpose", rc(1, 1)),
         ("transpose", rc(33, 65)),
         ("transpose", rc(100, 7)),
         ("attention", attn(1, 1, 1, 0)),
         ("attention", attn(1, 2, 100, 0)),
         ("attention", attn(2, 1, 70, 1)),
+        // 128 query rows per workgroup, 16-key tiles: a partial tile, a second workgroup, causal
+        // rows whose later tiles are wholly masked.
+        ("attention", attn(1, 1, 65, 1)),
+        ("attention", attn(1, 1, 129, 0)),
+        ("attention", attn(1, 2, 300, 1)),
         ("lattice_bfs", lat(1, 1)),
         ("lattice_bfs", lat(1, 100)),
         ("lattice_bfs", lat(2, 33)),
@@ -354,5 +376,18 @@ proptest::proptest! {
         let params = Params::new([("m", m), ("n", n), ("k", k)]);
         let v = verify(shared_gpu(), "sgemm", params, true);
         proptest::prop_assert!(v.ok, "{}", v.detail);
+    }
+
+    #[test]
+    fn softmax_and_layernorm_match_around_the_register_cap(
+        rows in 1u64..3,
+        cols in 8185u64..8200,
+    ) {
+        let _lock = crate::shared_lock();
+        for kernel in ["softmax", "layernorm"] {
+            let params = Params::new([("rows", rows), ("cols", cols)]);
+            let v = verify(shared_gpu(), kernel, params, true);
+            proptest::prop_assert!(v.ok, "{kernel}: {}", v.detail);
+        }
     }
 }
