@@ -90,11 +90,13 @@ pub const BLOCK: u64 = 1024;
 /// loads in flight. Past 65535 blocks (n > 2^28 f32s) the grid-stride loop takes over.
 pub const ONE_BLOCK_EACH: u32 = 65535;
 
-/// Workgroups a CPU adapter (lavapipe) gets at most: a few per core, each walking many blocks,
-/// which amortises its per-workgroup setup and, for the reductions, the barrier tree (a coroutine
-/// switch per invocation and barrier on lavapipe). It also makes the test sizes wrap the
-/// grid-stride loop there.
-pub const SOFTWARE_GROUPS: u32 = 64;
+/// Workgroups a CPU adapter (lavapipe) gets at most: the quick suite's 1 Mi f32s are exactly 256
+/// blocks, one per workgroup. Fewer, longer workgroups amortise the reductions' barrier tree (a
+/// coroutine switch per invocation and barrier on lavapipe) further, but on a busy host llvmpipe
+/// then balances worse (64 cost copy ~11 % wall time at equal CPU time); 256 is 4× fewer trees
+/// than the old one-vec4-per-invocation grid. It also makes the test size 4·(1024·256 + 77) wrap
+/// the grid-stride loop there.
+pub const SOFTWARE_GROUPS: u32 = 256;
 
 /// Workgroups for `vec4s` vec4s in blocks of [`BLOCK`], at most `cap`: the blocks are spread so
 /// that every workgroup walks the same number of them, give or take one (so a grid just over the

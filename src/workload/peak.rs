@@ -603,7 +603,7 @@ mod tests {
     /// Every peak_bandwidth pattern against its CPU reference on the adapter gpugate picks
     /// (tests/it/kernels.rs runs only the one the probe picks there): sizes below one vec4 per
     /// invocation, a block with a tail, and ones that wrap the blocked patterns' grid on a CPU
-    /// adapter (≤ 64 workgroups) and the strided read's on any (≤ 1024).
+    /// adapter (≤ 256 workgroups) and the strided read's on any (≤ 1024).
     #[test]
     fn every_bandwidth_pattern_matches_its_cpu_reference() {
         let gpu = Gpu::open(&crate::device::AdapterChoice::default())
@@ -616,7 +616,7 @@ mod tests {
             16,
             20,
             4 * 1001,
-            4 * (1024 * 65 + 77),
+            4 * (1024 * 257 + 77),
             4 * (1024 * 256 * 5 + 77),
         ];
         for n in sizes {

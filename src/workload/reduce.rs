@@ -245,7 +245,7 @@ mod tests {
 
     use crate::workload::copy::{groups_for, BLOCK, SOFTWARE_GROUPS};
 
-    /// Wraps the grid-stride loop on a CPU adapter (257 blocks over at most 64 workgroups) and
+    /// Wraps the grid-stride loop on a CPU adapter (257 blocks over at most 256 workgroups) and
     /// ends in a 77-vec4 tail block; the sum stays exact there.
     const WRAPPING: u64 = 4 * (1024 * 256 + 77);
     /// Wraps it on a GPU too (1028 blocks over at most 1024 workgroups: 514 of two rounds each).

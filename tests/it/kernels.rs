@@ -55,7 +55,7 @@ fn shapes() -> Vec<(&'static str, Params)> {
         // The minimum and maximum sit in the final vec4, which the wrapping shapes read in the
         // grid-stride loop's last round through the guarded tail (see `reduce::reference::inputs`).
         // Each invocation reads 4 vec4s of a 1024-vec4 block: n = 4…20 and 4·1001 leave most
-        // invocations short of their four; 4·(1024·256 + 77) wraps on a CPU adapter (≤ 64
+        // invocations short of their four; 4·(1024·256 + 77) wraps on a CPU adapter (≤ 256
         // workgroups), 4·(1024·1027 + 77) on a GPU too (≤ 1024), where the exact partials also see
         // every element kept over several rounds.
         ("reduce_min", n(4)),
@@ -107,7 +107,7 @@ fn shapes() -> Vec<(&'static str, Params)> {
         ("conv2d", conv(2, 3, 9, 17, 19)),
         ("conv2d", conv(1, 4, 8, 32, 16)),
         // Below one invocation's four vec4s, a block with a tail, whole blocks, and (on a CPU
-        // adapter, ≤ 64 workgroups) a wrapping grid-stride loop ending in a tail block.
+        // adapter, ≤ 256 workgroups) a wrapping grid-stride loop ending in a tail block.
         ("copy", n(4)),
         ("copy", n(8)),
         ("copy", n(12)),
@@ -332,7 +332,7 @@ proptest::proptest! {
         vec4s in 1u64..3000,
         which in 0usize..5,
     ) {
-        // Any tail of a 1024-vec4 block, and (on a CPU adapter, ≤ 64 workgroups) no wrap.
+        // Any tail of a 1024-vec4 block, and (on a CPU adapter, ≤ 256 workgroups) no wrap.
         let _lock = crate::shared_lock();
         let kernel = ["copy", "reduce_sum", "reduce_min", "reduce_max", "xor_transform"][which];
         let v = verify(shared_gpu(), kernel, Params::new([("n", 4 * vec4s)]), true);
