@@ -1,12 +1,16 @@
+// In bounds: each index is checked against its array's length before use (input: the loop and the fast-path test or a per-load guard, len < 2^30 so sums < 2^31; partials: arrayLength guard; scratch: lid < 256, lid + s < 256), and each scratch slot is written before any barrier reads it.
 // reduce_min: two-stage f32 minimum, shaped like reduce_sum. Stage `partial` folds a grid-stride
-// slice of vec4s per workgroup into partials[workgroup]; stage `finish` (one workgroup) folds the
-// partials into total[0]. min is exact, so the result must equal the CPU's bit for bit.
+// series of blocks per workgroup into partials[workgroup]; stage `finish` (one workgroup) folds the
+// partials into total[0]. A block is 1024 vec4s: invocation t reads vec4s t, t + 256, t + 512,
+// t + 768 of it (four coalesced 16-byte loads in flight); block b goes to workgroup b mod groups.
+// min is exact, so the result must equal the CPU's bit for bit.
 
 @group(0) @binding(0) var<storage, read> input: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read_write> partials: array<f32>;
 @group(0) @binding(2) var<storage, read_write> total: array<f32>;
 
 const WG: u32 = 256u;
+const BLOCK: u32 = 4u * WG;
 var<workgroup> scratch: array<f32, WG>;
 
 fn tree(lid: u32) {
@@ -20,20 +24,35 @@ fn tree(lid: u32) {
 
 @compute @workgroup_size(256)
 fn partial(
-    @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
-    let stride = groups.x * WG;
     let len = arrayLength(&input);
+    let stride = groups.x * BLOCK;
     var acc = vec4<f32>(3.40282347e38);
-    for (var i = gid.x; i < len; i += stride) {
-        acc = min(acc, input[i]);
+    for (var i = wid.x * BLOCK + lid; i < len; i += stride) {
+        if i + 3u * WG < len {
+            let a = input[i];
+            let b = input[i + WG];
+            let c = input[i + 2u * WG];
+            let d = input[i + 3u * WG];
+            acc = min(acc, min(min(a, b), min(c, d)));
+        } else {
+            // The block's tail: i < len holds, the rest is checked one by one.
+            var t = input[i];
+            if i + WG < len {
+                t = min(t, input[i + WG]);
+            }
+            if i + 2u * WG < len {
+                t = min(t, input[i + 2u * WG]);
+            }
+            acc = min(acc, t);
+        }
     }
     scratch[lid] = min(min(acc.x, acc.y), min(acc.z, acc.w));
     tree(lid);
-    if lid == 0u {
+    if lid == 0u && wid.x < arrayLength(&partials) {
         partials[wid.x] = scratch[0];
     }
 }

@@ -20,7 +20,8 @@ impl Kernel for XorTransform {
         NAME
     }
     fn describe(&self) -> &'static str {
-        "catalytic transform: borrow aux memory, use it, restore it bit-exactly; GB/s"
+        "catalytic transform: borrow aux memory, use it, restore it bit-exactly (4 vec4s per \
+         invocation in 16 KiB blocks); GB/s"
     }
     fn unit(&self) -> Unit {
         Unit::Bandwidth
@@ -57,7 +58,7 @@ impl Kernel for XorTransform {
         let n = params.vec4_len(NAME)?;
         super::fits_device(gpu, self, params)?;
         let pipelines = super::pipelines(gpu, NAME, self.shader(), &["transform", "consume"])?;
-        let groups = super::grid_groups(gpu, n / 4, 256, 65535);
+        let groups = super::copy::stream_groups(gpu, n / 4, super::copy::ONE_BLOCK_EACH);
         let sets = (0..slots)
             .map(|_| {
                 // A zero key would make the transform trivially visible; draw a non-zero one.

@@ -37,11 +37,15 @@ fn shapes() -> Vec<(&'static str, Params)> {
     let lat = |dim, size| Params::new([("dim", dim), ("size", size)]);
     let dist = |m, nn, dim, size| Params::new([("m", m), ("n", nn), ("dim", dim), ("size", size)]);
     vec![
+        // The pattern the probe picks on this adapter (every pattern is checked at these and more
+        // sizes by `workload::peak`'s unit tests). Over 5 rounds of the strided read's 1024
+        // workgroups and 1281 blocks of the blocked ones: the wrapped rounds and the tails run.
         ("peak_bandwidth", n(4)),
-        // Over 4 vec4s per invocation of 1024 workgroups: the unrolled loop and its tail both run.
         ("peak_bandwidth", n(4 * (1024 * 256 * 5 + 77))),
         ("peak_fma", Params::new([("groups", 1), ("iters", 1)])),
         ("peak_fma", Params::new([("groups", 3), ("iters", 1000)])),
+        // One round of four steps and a tail of three.
+        ("peak_fma", Params::new([("groups", 1), ("iters", 7)])),
         // The default suite's step count, where the chains sit closest to their limit and the CPU
         // replays 128 of the 512 invocations.
         ("peak_fma", Params::new([("groups", 2), ("iters", 4096)])),
@@ -50,15 +54,29 @@ fn shapes() -> Vec<(&'static str, Params)> {
         ("gelu", n(4)),
         ("gelu", n(4 * 1001)),
         // The minimum and maximum sit in the final vec4, which the wrapping shapes read in the
-        // grid-stride loop's second round (see `reduce::reference::inputs`).
+        // grid-stride loop's last round through the guarded tail (see `reduce::reference::inputs`).
+        // Each invocation reads 4 vec4s of a 1024-vec4 block: n = 4…20 and 4·1001 leave most
+        // invocations short of their four; 4·(1024·256 + 77) wraps on a CPU adapter (≤ 256
+        // workgroups), 4·(1024·1027 + 77) on a GPU too (≤ 1024), where the exact partials also see
+        // every element kept over several rounds.
         ("reduce_min", n(4)),
+        ("reduce_min", n(8)),
+        ("reduce_min", n(12)),
+        ("reduce_min", n(16)),
+        ("reduce_min", n(20)),
         ("reduce_min", n(4 * 1001)),
+        ("reduce_min", n(1 << 18)),
         ("reduce_min", n(4 * (1024 * 256 + 77))),
+        ("reduce_min", n(4 * (1024 * 1027 + 77))),
         ("reduce_max", n(4)),
+        ("reduce_max", n(8)),
+        ("reduce_max", n(12)),
+        ("reduce_max", n(16)),
+        ("reduce_max", n(20)),
         ("reduce_max", n(4 * 1001)),
+        ("reduce_max", n(1 << 18)),
         ("reduce_max", n(4 * (1024 * 256 + 77))),
-        // Three rounds of the grid-stride loop: the exact partials see every element kept.
-        ("reduce_max", n(4 * (3 * 1024 * 256 + 77))),
+        ("reduce_max", n(4 * (1024 * 1027 + 77))),
         // softmax and layernorm hold rows of up to 8192 columns in registers, loaded as vec4s when
         // cols % 4 == 0 and as scalars otherwise; longer rows take the re-reading sweep.
         ("softmax", rc(1, 1)),
@@ -122,13 +140,25 @@ fn shapes() -> Vec<(&'static str, Params)> {
         ("conv2d", conv(1, 1, 1, 1, 1)),
         ("conv2d", conv(2, 3, 9, 17, 19)),
         ("conv2d", conv(1, 4, 8, 32, 16)),
+        // Below one invocation's four vec4s, a block with a tail, whole blocks, and (on a CPU
+        // adapter, ≤ 256 workgroups) a wrapping grid-stride loop ending in a tail block.
         ("copy", n(4)),
+        ("copy", n(8)),
+        ("copy", n(12)),
+        ("copy", n(16)),
+        ("copy", n(20)),
         ("copy", n(4 * 1001)),
         ("copy", n(1 << 18)),
+        ("copy", n(4 * (1024 * 256 + 77))),
         ("reduce_sum", n(4)),
+        ("reduce_sum", n(8)),
+        ("reduce_sum", n(12)),
+        ("reduce_sum", n(16)),
+        ("reduce_sum", n(20)),
         ("reduce_sum", n(4 * 1001)),
-        // More vec4s than 1024 workgroups × 256 invocations: the grid-stride loop must wrap. The
-        // inputs are sixteenths, so the sum is exact here (tolerance 0).
+        ("reduce_sum", n(1 << 18)),
+        // 257 blocks: the grid-stride loop wraps on a CPU adapter and the last block is a tail.
+        // The inputs are sixteenths, so the sum is exact here (tolerance 0).
         ("reduce_sum", n(4 * (1024 * 256 + 77))),
         // sgemm (128×128 blocks, K steps of 8, vec4 pieces along K of A and N of B): single
         // elements; odd sizes inside one block; exactly one block; rows of odd length; one row
@@ -143,8 +173,14 @@ fn shapes() -> Vec<(&'static str, Params)> {
         ("sgemm", mnk(3, 130, 1)),
         ("sgemm", mnk(260, 390, 203)),
         ("xor_transform", n(4)),
+        ("xor_transform", n(8)),
+        ("xor_transform", n(12)),
+        ("xor_transform", n(16)),
+        ("xor_transform", n(20)),
         ("xor_transform", n(4 * 1001)),
         ("xor_transform", n(1 << 16)),
+        ("xor_transform", n(1 << 18)),
+        ("xor_transform", n(4 * (1024 * 256 + 77))),
     ]
 }
 
@@ -389,5 +425,17 @@ proptest::proptest! {
             let v = verify(shared_gpu(), kernel, params, true);
             proptest::prop_assert!(v.ok, "{kernel}: {}", v.detail);
         }
+    }
+
+    #[test]
+    fn streaming_kernels_match_their_references_at_any_multiple_of_4(
+        vec4s in 1u64..3000,
+        which in 0usize..5,
+    ) {
+        // Any tail of a 1024-vec4 block, and (on a CPU adapter, ≤ 256 workgroups) no wrap.
+        let _lock = crate::shared_lock();
+        let kernel = ["copy", "reduce_sum", "reduce_min", "reduce_max", "xor_transform"][which];
+        let v = verify(shared_gpu(), kernel, Params::new([("n", 4 * vec4s)]), true);
+        proptest::prop_assert!(v.ok, "{kernel}[n={}]: {}", 4 * vec4s, v.detail);
     }
 }
