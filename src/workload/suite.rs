@@ -16,7 +16,8 @@ pub enum Suite {
     Default,
     /// `default` plus causal attention, more lattice dimensions and larger GEMMs and convolutions.
     Full,
-    /// The device's ceilings alone: stream-read bandwidth and FMA throughput.
+    /// The device's ceilings alone: stream bandwidth (the best of read and write patterns) and
+    /// FMA throughput.
     Peak,
 }
 
