@@ -30,7 +30,11 @@ fn main(
     let flat = lid.y * 16u + lid.x;
     var acc: array<array<f32, BLOCK>, BLOCK>;
 
-    for (var k0 = 0u; k0 < dims.k; k0 += DEPTH) {
+    // ceil(k / DEPTH) steps, counted so that no index wraps at k near 2^32 (loops are not
+    // bounded by the driver in trusted mode).
+    let steps = dims.k / DEPTH + select(0u, 1u, dims.k % DEPTH != 0u);
+    for (var step = 0u; step < steps; step++) {
+        let k0 = step * DEPTH;
         // 256 invocations load 64×16 elements of A and 16×64 of B: four each.
         for (var l = 0u; l < 4u; l++) {
             let e = flat + l * 256u;

@@ -15,7 +15,17 @@ struct Dims { rows: u32, cols: u32, _pad0: u32, _pad1: u32 }
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> gain: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> y: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+
+// y is scalar: WGSL lets a write to one component of a vector access the whole vector, so
+// invocations (and, when cols % 4 != 0, neighbouring rows' workgroups) that share a vec4 would
+// race. The vec4 path stores its four components at once.
+fn store4(o: u32, v: vec4<f32>) {
+    y[o] = v.x;
+    y[o + 1u] = v.y;
+    y[o + 2u] = v.z;
+    y[o + 3u] = v.w;
+}
 
 const WG: u32 = 256u;
 const R: u32 = 8u; // vec4 register slots per invocation
@@ -110,7 +120,7 @@ fn ld(base: u32, n4: u32, lid: u32, i: u32, slots: u32) -> vec4<f32> {
 fn st(base: u32, n4: u32, lid: u32, i: u32, slots: u32, v: vec4<f32>, ms: vec2<f32>) {
     let q = lid + WG * i;
     if i < slots && q < n4 {
-        y[base + q] = (v - ms.x) * ms.y * gain[q] + bias[q];
+        store4(4u * (base + q), (v - ms.x) * ms.y * gain[q] + bias[q]);
     }
 }
 
@@ -135,7 +145,7 @@ fn st_s(base: u32, cols: u32, lid: u32, i: u32, slots: u32, v: vec4<f32>, ms: ve
             let e = base + c;
             let g = gain[c >> 2u][c & 3u];
             let b = bias[c >> 2u][c & 3u];
-            y[e >> 2u][e & 3u] = (v[k] - ms.x) * ms.y * g + b;
+            y[e] = (v[k] - ms.x) * ms.y * g + b;
         }
     }
 }
@@ -238,7 +248,7 @@ fn main_long(
             let e = base + c;
             let g = gain[c >> 2u][c & 3u];
             let b = bias[c >> 2u][c & 3u];
-            y[e >> 2u][e & 3u] = (x[e >> 2u][e & 3u] - mean) * rstd * g + b;
+            y[e] = (x[e >> 2u][e & 3u] - mean) * rstd * g + b;
         }
     }
 }

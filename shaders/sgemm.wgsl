@@ -18,8 +18,11 @@
 // The A tile is stored transposed (k-major, as_t[k][row]) so the compute loop reads rows as
 // vec4s. Its scalar stores would put lanes with k and k + 4 in the same bank (a 128-float row
 // stride); rows of k ≥ 4 are therefore stored with row index XOR 16 (vec4 index XOR 4), which
-// moves them to the other half of the banks and keeps each vec4 contiguous. 16 KiB of workgroup
-// memory in all (the WebGPU minimum limit), no padding needed.
+// moves them to the other half of the banks and keeps each vec4 contiguous. The A tile is an f32
+// array (each invocation writes single components, and WGSL lets a write to one component of a
+// vec4 access all of it: invocations sharing a vec4 would race); the compute loop reads its vec4s
+// as four adjacent, 16-byte-aligned scalars. 16 KiB of workgroup memory in all (the WebGPU
+// minimum limit), no padding needed.
 
 struct Dims { m: u32, n: u32, k: u32, _pad: u32 }
 
@@ -35,10 +38,16 @@ const BK: u32 = 8u;
 const ROW4: u32 = 32u;
 const BUF4: u32 = 256u;
 
-// [buffer][k][128 rows as 32 vec4s], the vec4 index XOR-swizzled by (k & 4).
-var<workgroup> as_t: array<vec4<f32>, 512>;
+// [buffer][k][128 rows as 32 vec4s of 4 floats], the vec4 index XOR-swizzled by (k & 4).
+var<workgroup> as_t: array<f32, 2048>;
 // [buffer][k][128 columns as 32 vec4s].
 var<workgroup> bs: array<vec4<f32>, 512>;
+
+// The A tile's vec4 number `q` (in units of 4 floats).
+fn a_vec4(q: u32) -> vec4<f32> {
+    let o = 4u * q;
+    return vec4<f32>(as_t[o], as_t[o + 1u], as_t[o + 2u], as_t[o + 3u]);
+}
 
 // Four elements of row `row` of A at k-indices k0..k0+4, zero where outside A.
 fn load_a(row: u32, k0: u32) -> vec4<f32> {
@@ -102,7 +111,7 @@ fn main(
     var ra = load_a(row0 + a_r, a_k);
     var rb = load_b(b_k, col0 + b_c4 * 4u);
     for (var i = 0u; i < 4u; i++) {
-        as_t[(a_k + i) * ROW4 + a_slot][a_comp] = ra[i];
+        as_t[4u * ((a_k + i) * ROW4 + a_slot) + a_comp] = ra[i];
     }
     bs[b_k * ROW4 + b_c4] = rb;
     workgroupBarrier();
@@ -119,8 +128,8 @@ fn main(
         for (var kk = 0u; kk < BK; kk++) {
             let row = cur + kk * ROW4;
             let sw = kk & 4u;
-            let a_lo = as_t[row + (ty ^ sw)];
-            let a_hi = as_t[row + 16u + (ty ^ sw)];
+            let a_lo = a_vec4(row + (ty ^ sw));
+            let a_hi = a_vec4(row + 16u + (ty ^ sw));
             let b_lo = bs[row + tx];
             let b_hi = bs[row + 16u + tx];
             acc[0] = fma(vec4<f32>(a_lo.x), b_lo, acc[0]);
@@ -144,7 +153,7 @@ fn main(
             // The other buffer was last read in step s - 1, before the barrier that ended it.
             let next = BUF4 - cur;
             for (var i = 0u; i < 4u; i++) {
-                as_t[next + (a_k + i) * ROW4 + a_slot][a_comp] = ra[i];
+                as_t[4u * (next + (a_k + i) * ROW4 + a_slot) + a_comp] = ra[i];
             }
             bs[next + b_k * ROW4 + b_c4] = rb;
         }

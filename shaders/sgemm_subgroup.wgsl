@@ -36,7 +36,11 @@ fn main(
     let a_index = ty * BLOCK + min(lane % run, BLOCK - 1u);
     var acc: array<array<f32, BLOCK>, BLOCK>;
 
-    for (var k0 = 0u; k0 < dims.k; k0 += DEPTH) {
+    // ceil(k / DEPTH) steps, counted so that no index wraps at k near 2^32 (loops are not
+    // bounded by the driver in trusted mode).
+    let steps = dims.k / DEPTH + select(0u, 1u, dims.k % DEPTH != 0u);
+    for (var step = 0u; step < steps; step++) {
+        let k0 = step * DEPTH;
         for (var l = 0u; l < 4u; l++) {
             let e = flat + l * 256u;
             let ar = e / DEPTH;

@@ -14,7 +14,17 @@ struct Dims { rows: u32, cols: u32, _pad0: u32, _pad1: u32 }
 
 @group(0) @binding(0) var<uniform> dims: Dims;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+
+// y is scalar: WGSL lets a write to one component of a vector access the whole vector, so
+// invocations (and, when cols % 4 != 0, neighbouring rows' workgroups) that share a vec4 would
+// race. The vec4 path stores its four components at once.
+fn store4(o: u32, v: vec4<f32>) {
+    y[o] = v.x;
+    y[o + 1u] = v.y;
+    y[o + 2u] = v.z;
+    y[o + 3u] = v.w;
+}
 
 const WG: u32 = 256u;
 const R: u32 = 8u; // vec4 register slots per invocation
@@ -139,7 +149,7 @@ fn ld(base: u32, n4: u32, lid: u32, i: u32, slots: u32) -> vec4<f32> {
 fn st(base: u32, n4: u32, lid: u32, i: u32, slots: u32, v: vec4<f32>) {
     let q = lid + WG * i;
     if i < slots && q < n4 {
-        y[base + q] = v;
+        store4(4u * (base + q), v);
     }
 }
 
@@ -162,7 +172,7 @@ fn st_s(base: u32, cols: u32, lid: u32, i: u32, slots: u32, v: vec4<f32>) {
         let c = lid + WG * (4u * i + k);
         if c < cols {
             let e = base + c;
-            y[e >> 2u][e & 3u] = v[k];
+            y[e] = v[k];
         }
     }
 }
@@ -259,7 +269,7 @@ fn main_long(
         let inv = 1.0 / total.y; // S ≥ 1 − 3 ulp, as in row_factor
         for (var t = 0u; t < cnt; t++) {
             let e = base + lid + WG * t;
-            y[e >> 2u][e & 3u] = exp2((x[e >> 2u][e & 3u] - total.x) * L2E) * inv;
+            y[e] = exp2((x[e >> 2u][e & 3u] - total.x) * L2E) * inv;
         }
     }
 }
