@@ -609,6 +609,8 @@ pub fn run(cli: Cli) -> Result<u8> {
     let emitted = EMITTED.load(std::sync::atomic::Ordering::SeqCst);
     if let (Some(mut report), Some((command, output)), false) = (failed, sinks, emitted) {
         report.command = command.into();
+        // The mode asked for: a "kernel changed" refusal may be about the mode alone.
+        report.shader_checks = Some(cli.shader_checks);
         // The error's exit code stands whatever happens to its report.
         let _ = emit(cli.format, &report, &output);
     }

@@ -578,7 +578,7 @@ impl Gpu {
             // kernel accepts (`Kernel::params`, checked before any instance is prepared), loops a
             // bounded number of times, divides by non-zero values only, and writes workgroup
             // memory before reading it; the CPU-reference tests run each at odd and edge sizes in
-            // both modes.
+            // this mode.
             ShaderChecks::Trusted => unsafe {
                 self.device
                     .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())

@@ -59,14 +59,15 @@ def key(kernel, params):
 
 def gpugate_rows(path):
     doc = load(path)
-    rows = doc.get("rows")
+    rows = doc.get("rows") if isinstance(doc, dict) else None
     if not isinstance(rows, list):
         fail(2, f"{path}: field `rows`: expected a list (is this a gpugate JSON report?)")
     found = {}
     for i, row in enumerate(rows):
         try:
-            if row["verification"]["ok"]:
-                found[key(row["kernel"], row["params"])] = (float(row["rate"]), doc)
+            rate = row["rate"]  # null where the timing was not a number: nothing to pair
+            if row["verification"]["ok"] and isinstance(rate, (int, float)) and rate > 0:
+                found[key(row["kernel"], row["params"])] = (float(rate), doc)
         except (KeyError, TypeError, ValueError) as e:
             fail(2, f"{path}: field `rows[{i}]`: {e!r}")
     return found
@@ -95,6 +96,8 @@ def main():
     peer_devices = set()
     for path in a.peer:
         peer = load(path)
+        if not isinstance(peer, dict):
+            fail(2, f"{path}: expected a JSON object (peer_bench.py's output)")
         args = peer.get("args")
         if not isinstance(args, dict):
             fail(2, f"{path}: field `args`: missing (run benches/peer/peer_bench.py, which prints it)")
@@ -115,8 +118,10 @@ def main():
                 missing.append(f"{k} (for {metric} in {path})")
                 continue
             mine = ours[k] / scale
-            theirs = float(peer[metric])
-            ratio = mine / theirs if theirs > 0 else float("nan")
+            theirs = peer[metric]
+            if isinstance(theirs, bool) or not isinstance(theirs, (int, float)) or not theirs > 0:
+                fail(2, f"{path}: field `{metric}`: expected a positive rate, got {theirs!r}")
+            ratio = mine / theirs
             compared += 1
             meets = "yes" if ratio >= target else "no"
             lines.append(

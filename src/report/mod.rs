@@ -48,8 +48,8 @@ pub struct Report {
     /// the adapter reports a PCI bus id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu: Option<GpuIdentity>,
-    /// How the measured kernels were compiled (`--shader-checks`), from the runs; absent when
-    /// nothing ran.
+    /// How the measured kernels were compiled (`--shader-checks`), from the runs; in an error
+    /// report, the mode the command was asked to use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shader_checks: Option<ShaderChecks>,
     /// When the command finished (UTC): what `gpugate history` orders saved reports by.

@@ -92,4 +92,15 @@ fn a_real_report_pairs_with_the_peer_at_the_same_shape_only() {
     let (code, _, err) = compare(&[&r, &report, &p, &bad]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("bad.json: field `args`"), "{err}");
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&same).unwrap()).unwrap();
+    doc["copy_GBps"] = serde_json::Value::Null;
+    std::fs::write(&bad, doc.to_string()).unwrap();
+    let (code, _, err) = compare(&[&r, &report, &p, &bad]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("bad.json: field `copy_GBps`: expected a positive rate"), "{err}");
+    std::fs::write(&bad, "[1, 2]").unwrap();
+    let (code, _, err) = compare(&[&r, &report, &p, &bad]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("bad.json: expected a JSON object"), "{err}");
 }
