@@ -98,7 +98,10 @@ fn a_real_report_pairs_with_the_peer_at_the_same_shape_only() {
     std::fs::write(&bad, doc.to_string()).unwrap();
     let (code, _, err) = compare(&[&r, &report, &p, &bad]);
     assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("bad.json: field `copy_GBps`: expected a positive rate"), "{err}");
+    assert!(
+        err.contains("bad.json: field `copy_GBps`: expected a positive rate"),
+        "{err}"
+    );
     std::fs::write(&bad, "[1, 2]").unwrap();
     let (code, _, err) = compare(&[&r, &report, &p, &bad]);
     assert_eq!(code, Some(2), "{err}");

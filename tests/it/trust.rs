@@ -197,7 +197,10 @@ fn a_baseline_is_judged_only_in_the_shader_mode_it_was_recorded_in() {
         "{err}"
     );
     assert_eq!(report["error"]["kind"], "cannot_validate", "{report}");
-    assert_eq!(report["shader_checks"], "checked", "the mode asked for: {report}");
+    assert_eq!(
+        report["shader_checks"], "checked",
+        "the mode asked for: {report}"
+    );
 }
 
 #[test]
