@@ -88,6 +88,9 @@ fn shapes() -> Vec<(&'static str, Params)> {
         ("softmax", rc(2, 4099)),
         ("softmax", rc(2, 8193)),
         ("softmax", rc(2, 8197)),
+        // More rows than the 65535 workgroups: a workgroup takes a second row without a barrier
+        // between them (the scalar path here, the vec4 path for layernorm).
+        ("softmax", rc(65541, 3)),
         ("softmax", rc(2, 8196)),
         ("layernorm", rc(1, 1)),
         ("layernorm", rc(1, 7)),
@@ -99,6 +102,7 @@ fn shapes() -> Vec<(&'static str, Params)> {
         ("layernorm", rc(2, 8193)),
         ("layernorm", rc(2, 8197)),
         ("layernorm", rc(2, 8196)),
+        ("layernorm", rc(65541, 4)),
         ("transpose", rc(1, 1)),
         ("transpose", rc(33, 65)),
         ("transpose", rc(100, 7)),
