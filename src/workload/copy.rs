@@ -1,6 +1,6 @@
 //! `copy`: vec4<f32> stream copy. Mirrors the memory traffic of tensor moves; reports GB/s counting
-//! bytes read plus bytes written. Also home of the block grid every streaming kernel shares
-//! ([`stream_groups`]).
+//! bytes read plus bytes written. Its grid is the block grid every streaming kernel shares
+//! ([`super::stream_groups`]).
 
 use rand::rngs::StdRng;
 
@@ -67,7 +67,7 @@ impl Kernel for Copy {
                 }
             })
             .collect();
-        let groups = stream_groups(gpu, n / 4, ONE_BLOCK_EACH);
+        let groups = super::stream_groups(gpu, n / 4, super::ONE_BLOCK_EACH);
         Ok(Box::new(Launch {
             kernel: NAME,
             pipelines,
@@ -77,90 +77,11 @@ impl Kernel for Copy {
     }
 }
 
-/// vec4s one workgroup covers per step of the streaming kernels (copy, reductions, xor_transform,
-/// peak_bandwidth's blocked variants): 256 invocations × 4 vec4s, 16 KiB of f32s.
-pub const BLOCK: u64 = 1024;
-
-/// The block-grid cap of copy and xor_transform on a GPU: one block per workgroup up to the
-/// dispatch limit. wgpu does not tell how many SMs (or how many resident workgroups) a device has,
-/// so a grid sized to "k workgroups per SM" cannot be computed here; and a persistent grid just
-/// above the resident capacity runs a second, nearly empty wave that costs almost a whole one.
-/// Many short workgroups (PyTorch's elementwise launch shape) keep every SM fed on any device, the
-/// last partial wave costing at most one block's time, and each invocation still keeps four 16-byte
-/// loads in flight. Past 65535 blocks (n > 2^28 f32s) the grid-stride loop takes over.
-pub const ONE_BLOCK_EACH: u32 = 65535;
-
-/// Workgroups a CPU adapter (lavapipe) gets at most: the quick suite's 1 Mi f32s are exactly 256
-/// blocks, one per workgroup. Fewer, longer workgroups amortise the reductions' barrier tree (a
-/// coroutine switch per invocation and barrier on lavapipe) further, but on a busy host llvmpipe
-/// then balances worse (64 cost copy ~11 % wall time at equal CPU time); 256 is 4× fewer trees
-/// than the old one-vec4-per-invocation grid. It also makes the test size 4·(1024·256 + 77) wrap
-/// the grid-stride loop there.
-pub const SOFTWARE_GROUPS: u32 = 256;
-
-/// Workgroups for `vec4s` vec4s in blocks of [`BLOCK`], at most `cap`: the blocks are spread so
-/// that every workgroup walks the same number of them, give or take one (so a grid just over the
-/// cap does not leave one workgroup a second round alone).
-pub fn groups_for(vec4s: u64, cap: u32) -> u32 {
-    let blocks = vec4s.div_ceil(BLOCK).max(1);
-    let rounds = blocks.div_ceil(u64::from(cap.max(1)));
-    // blocks / rounds ≤ cap, so it fits in u32.
-    blocks.div_ceil(rounds) as u32
-}
-
-/// [`groups_for`] on `gpu`: `gpu_cap` on a GPU, [`SOFTWARE_GROUPS`] on a CPU adapter, never more
-/// than the device's dispatch limit.
-pub fn stream_groups(gpu: &Gpu, vec4s: u64, gpu_cap: u32) -> u32 {
-    let cap = if gpu.is_software() {
-        SOFTWARE_GROUPS.min(gpu_cap)
-    } else {
-        gpu_cap
-    };
-    groups_for(
-        vec4s,
-        cap.min(gpu.limits.max_compute_workgroups_per_dimension),
-    )
-}
-
 /// CPU reference: the destination equals the source bit for bit.
 pub mod reference {
     use super::Verification;
 
     pub fn compare(got: &[f32], want: &[f32]) -> Verification {
         super::super::compare_exact("dst", bytemuck::cast_slice(got), bytemuck::cast_slice(want))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn groups_cover_every_block_evenly() {
-        for cap in [1, 7, 64, 1024, 65535] {
-            for vec4s in [
-                1,
-                1024,
-                1025,
-                64 * 1024,
-                257 * 1024 + 77,
-                65536 * 1024,
-                1 << 30,
-            ] {
-                let groups = u64::from(groups_for(vec4s, cap));
-                let blocks = vec4s.div_ceil(BLOCK);
-                assert!((1..=u64::from(cap)).contains(&groups), "{vec4s} {cap}");
-                // As few rounds as the cap allows, spread over as few workgroups as that needs.
-                let rounds = blocks.div_ceil(groups);
-                assert_eq!(rounds, blocks.div_ceil(u64::from(cap)), "{vec4s} {cap}");
-                assert!(
-                    groups == 1 || (groups - 1) * rounds < blocks,
-                    "{vec4s} {cap}"
-                );
-            }
-        }
-        // The default suite's 1 GiB stream: 65536 blocks, two each, not one workgroup alone.
-        assert_eq!(groups_for(1 << 26, ONE_BLOCK_EACH), 32768);
-        assert_eq!(groups_for(4, ONE_BLOCK_EACH), 1);
     }
 }

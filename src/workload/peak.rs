@@ -79,7 +79,7 @@ impl Pattern {
                 super::grid_groups(gpu, vec4s, 256, cap)
             }
             Pattern::ReadBlocked | Pattern::WriteBlocked => {
-                super::copy::stream_groups(gpu, vec4s, super::copy::ONE_BLOCK_EACH)
+                super::stream_groups(gpu, vec4s, super::ONE_BLOCK_EACH)
             }
         }
     }
@@ -432,7 +432,7 @@ pub mod reference {
     /// workgroup (i / 1024) mod groups, invocation i mod 256 of it; each invocation's max.
     pub fn blocked_max(src: &[f32], groups: u64) -> Vec<f32> {
         let groups = groups as usize;
-        let block = super::super::copy::BLOCK as usize;
+        let block = super::super::BLOCK as usize;
         let mut out = vec![-3.0e38f32; groups * 256];
         for (i, v) in src.chunks_exact(4).enumerate() {
             let t = (i / block) % groups * 256 + i % 256;

@@ -92,7 +92,7 @@ impl Kernel for Reduce {
         let n = params.vec4_len(name)?;
         super::fits_device(gpu, self, params)?;
         let pipelines = super::pipelines(gpu, name, self.shader(), &["partial", "finish"])?;
-        let groups = super::copy::stream_groups(gpu, n / 4, MAX_PARTIALS);
+        let groups = super::stream_groups(gpu, n / 4, MAX_PARTIALS);
         let op = self.0;
         let sets = (0..slots)
             .map(|_| {
@@ -187,7 +187,7 @@ pub mod reference {
             _ => (f32::MIN, f32::max),
         };
         let groups = groups as usize;
-        let block = super::super::copy::BLOCK as usize;
+        let block = super::super::BLOCK as usize;
         let mut out = vec![init; groups];
         for (i, v) in input.chunks_exact(4).enumerate() {
             let w = (i / block) % groups;
@@ -225,7 +225,7 @@ pub mod reference {
                 // vec4s, one per round of the grid-stride loop, two folding the lanes, eight in
                 // the first tree, up to four in a finish invocation's loop (≤ 1024 partials over
                 // 256 invocations), eight in the final tree. First-order bound: depth·ε·Σ|x|.
-                let blocks = (input.len() as u64 / 4).div_ceil(super::super::copy::BLOCK);
+                let blocks = (input.len() as u64 / 4).div_ceil(super::super::BLOCK);
                 let rounds = blocks.div_ceil(groups.max(1)) as f64;
                 let finish = groups.div_ceil(256) as f64;
                 let depth = 2.0 + rounds + 2.0 + 8.0 + finish + 8.0;
@@ -243,7 +243,7 @@ mod tests {
     use super::reference::{inputs, reduce};
     use super::*;
 
-    use crate::workload::copy::{groups_for, BLOCK, SOFTWARE_GROUPS};
+    use crate::workload::{groups_for, BLOCK, SOFTWARE_GROUPS};
 
     /// Wraps the grid-stride loop on a CPU adapter (257 blocks over at most 256 workgroups) and
     /// ends in a 77-vec4 tail block; the sum stays exact there.

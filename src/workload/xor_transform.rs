@@ -58,7 +58,7 @@ impl Kernel for XorTransform {
         let n = params.vec4_len(NAME)?;
         super::fits_device(gpu, self, params)?;
         let pipelines = super::pipelines(gpu, NAME, self.shader(), &["transform", "consume"])?;
-        let groups = super::copy::stream_groups(gpu, n / 4, super::copy::ONE_BLOCK_EACH);
+        let groups = super::stream_groups(gpu, n / 4, super::ONE_BLOCK_EACH);
         let sets = (0..slots)
             .map(|_| {
                 // A zero key would make the transform trivially visible; draw a non-zero one.
